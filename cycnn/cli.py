@@ -1,0 +1,356 @@
+"""The ``cycnn`` command line: train, evaluate, predict, summary.
+
+Every problem the user can fix (a missing file, a bad flag value, a kernel larger than its input) ends the command
+with one line on stderr, ``cycnn: error: ...``, and exit code 2; ``main()`` is what turns exceptions into that.
+"""
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+try:  # typer >= 0.20 carries its own click; older releases use click's exceptions
+    from typer import TyperException as UsageProblem
+except ImportError:  # pragma: no cover
+    from click import ClickException as UsageProblem
+
+from cycnn import __version__
+from cycnn.errors import ConfigError, CycnnError, TrainingDiverged
+from cycnn.training import Callback
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cycnn: a from-scratch CNN with Cython kernels that learns to read handwritten digits.")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _int_list(text, name):
+    """"32,64" -> [32, 64]; an empty string is an empty list."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()] if text else []
+    except ValueError:
+        raise ConfigError(f"--{name} takes comma-separated integers, received {text!r}") from None
+
+
+def _float_list(text, name):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()] if text else []
+    except ValueError:
+        raise ConfigError(f"--{name} takes comma-separated numbers, received {text!r}") from None
+
+
+def _setup_threads(threads):
+    from cycnn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
+    keep_large_allocations_in_heap()
+    return set_threads(default_threads() if threads is None else threads)
+
+
+def _load_data(data_dir):
+    from cycnn.datasets import load_idx_dataset
+    return load_idx_dataset(data_dir)
+
+
+class _Progress(Callback):
+    """A progress bar on stderr per epoch (loss, accuracy, images/s) and a summary line per epoch on stdout."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.bar = None
+        self._images = self._seconds = 0.0
+        self._loss = self._acc = None
+
+    def on_step_end(self, trainer, info):
+        if self.quiet:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+                                MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=info["steps"], completed=info["step"],
+                                          epoch=info["epoch"] + 1, epochs=trainer.config.epochs, stats="")
+        smooth = 0.9 if self._loss is not None else 0.0
+        self._loss = smooth * (self._loss or 0) + (1 - smooth) * info["loss"]
+        self._acc = smooth * (self._acc or 0) + (1 - smooth) * info["accuracy"]
+        self._images += info["batch_size"]
+        self._seconds += info["seconds"]
+        stats = f"loss {self._loss:.4f}  acc {self._acc:6.2%}  {self._images / self._seconds:,.0f} img/s"
+        self.bar.update(self.task, completed=info["step"] + 1, stats=stats)
+
+    def on_epoch_end(self, trainer, record):
+        self.close()
+        line = (f"epoch {record['epoch']}/{trainer.config.epochs}: loss {record['train_loss']:.4f}, "
+                f"accuracy {record['train_accuracy']:.2%}")
+        if "val_accuracy" in record:
+            line += f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.2%}"
+        line += f", {record['wall_s']:.1f} s"
+        if not self.quiet:
+            typer.echo(line)
+        self._images = self._seconds = 0.0
+
+    def on_train_end(self, trainer):
+        self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+class _Checkpointer(Callback):
+    """Writes a checkpoint every N steps and at each epoch's end."""
+
+    def __init__(self, path, every, run):
+        self.path, self.every, self.run = path, every, run
+
+    def on_step_end(self, trainer, info):
+        if self.every and trainer.state.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_epoch_end(self, trainer, record):
+        self.save(trainer)
+
+    def save(self, trainer):
+        from cycnn.checkpoint import save_checkpoint
+        save_checkpoint(self.path, trainer.model, trainer.optimizer, trainer.state, trainer.config, self.run)
+
+
+def _default_checkpoint(out):
+    out = Path(out)
+    return str(out.with_name(out.stem + ".ckpt.npz"))
+
+
+@app.command()
+def train(
+    epochs: int = typer.Option(5, help="Passes over the training set."),
+    batch_size: int = typer.Option(64, help="Images per step."),
+    lr: float = typer.Option(0.001, help="Learning rate."),
+    optimizer: str = typer.Option("adam", help="adam or sgd (with momentum 0.9)."),
+    lr_schedule: str = typer.Option("cosine", help="constant, or cosine decay to 0 over the run."),
+    seed: int = typer.Option(0, help="Seed for initialization, data order, augmentation and dropout."),
+    threads: Optional[int] = typer.Option(None, help="Threads for the kernels and BLAS [default: all cores]."),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Random rotation and shift per image."),
+    limit_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
+    val_split: float = typer.Option(0.05, help="Fraction of the training images held out for validation."),
+    data_dir: Optional[Path] = typer.Option(None, help="A directory of IDX files in MNIST's layout "
+                                                       "[default: the bundled MNIST]."),
+    out: Path = typer.Option(Path("cycnn-model.npz"), help="Where to save the trained model."),
+    arch: Optional[Path] = typer.Option(None, help="Architecture file (JSON or TOML); overrides the layer flags."),
+    conv: str = typer.Option("32,64", help="Output channels of each conv block (conv + ReLU + max-pool)."),
+    kernel: str = typer.Option("3", help="Kernel size per conv layer (one value applies to all)."),
+    padding: int = typer.Option(0, help="Zero padding of every conv layer."),
+    pool: int = typer.Option(2, help="Max-pool window after each conv layer (1 for none)."),
+    dense: str = typer.Option("128", help="Widths of the hidden dense layers."),
+    dropout: str = typer.Option("0.2", help="Dropout after each hidden dense layer (one value applies to all)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: next to --out]."),
+    checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
+    json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
+):
+    """Train a CNN (the reference network by default) on MNIST and save it."""
+    from cycnn import architecture
+    from cycnn.checkpoint import load_checkpoint
+    from cycnn.optimizers import make_optimizer
+    from cycnn.training import TrainConfig, Trainer, evaluate
+
+    started = time.perf_counter()
+    if resume is not None:
+        model, opt, state, config, run = load_checkpoint(resume)
+        data_dir = Path(run["data_dir"]) if run.get("data_dir") else None
+        limit_train, val_split, out = run.get("limit_train"), run.get("val_split", val_split), Path(run["out"])
+        checkpoint = resume
+        checkpoint_every = run.get("checkpoint_every", checkpoint_every)
+    else:
+        if limit_train is not None and limit_train < 1:
+            raise ConfigError(f"--limit-train must be a positive integer, received {limit_train}")
+        if not 0 <= val_split < 1:
+            raise ConfigError(f"--val-split must be in [0, 1), received {val_split}")
+        if checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every must be 0 or more, received {checkpoint_every}")
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer.lower(), lr=lr,
+                             lr_schedule=lr_schedule, seed=seed, augment=augment)
+        opt = make_optimizer(optimizer, lr)
+        state = None
+    limiter = _setup_threads(threads)
+    x_train, y_train, x_test, y_test = _load_data(data_dir)
+    if limit_train is not None:
+        x_train, y_train = x_train[:limit_train], y_train[:limit_train]
+    n_val = int(len(x_train) * val_split)
+    if n_val:
+        order = np.random.default_rng([config.seed, 7]).permutation(len(x_train))
+        x_val, y_val = x_train[order[:n_val]], y_train[order[:n_val]]
+        x_train, y_train = x_train[order[n_val:]], y_train[order[n_val:]]
+    else:
+        x_val = y_val = None
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if resume is None:
+        if arch is not None:
+            spec = architecture.load_file(arch)
+        else:
+            spec = architecture.stack(_int_list(conv, "conv"), _int_list(kernel, "kernel"), pool,
+                                      _int_list(dense, "dense"), _float_list(dropout, "dropout"), padding,
+                                      input_shape=(1, *x_train.shape[1:]), num_classes=num_classes)
+        model = architecture.build(spec, seed=seed)
+    if model.input_shape != (1, *x_train.shape[1:]) or model.num_classes < num_classes:
+        raise ConfigError(f"the model takes {model.input_shape} inputs with {model.num_classes} classes; "
+                          f"the data has {x_train.shape[1:]} images with {num_classes} classes")
+    checkpoint = checkpoint or Path(_default_checkpoint(out))
+    run = {"data_dir": str(data_dir) if data_dir else None, "limit_train": limit_train, "val_split": val_split,
+           "out": str(out), "checkpoint_every": checkpoint_every}
+    progress = _Progress(quiet)
+    checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run)
+    trainer = Trainer(model, opt, config, [progress, checkpointer], state)
+    if not quiet:
+        typer.echo(f"cycnn {__version__}: training on {len(x_train):,} images "
+                   f"({n_val:,} held out for validation), {model.parameter_count:,} parameters, "
+                   f"checkpoints in {checkpoint}")
+        if resume is not None:
+            typer.echo(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step + 1}")
+
+    def request_stop(signum, frame):
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        trainer.fit(x_train, y_train, x_val, y_val)
+    except TrainingDiverged as exc:
+        progress.close()
+        raise TrainingDiverged(f"{exc}; the last good checkpoint is {checkpoint}") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+    if trainer.stop_requested and trainer.state.epoch < config.epochs:
+        checkpointer.save(trainer)
+        typer.echo(f"interrupted at epoch {trainer.state.epoch + 1}, step {trainer.state.step}; "
+                   f"resume with: cycnn train --resume {checkpoint}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    test_loss, test_acc = evaluate(model, x_test, y_test)
+    images = sum(len(x_train) for _ in trainer.state.history)
+    summary = {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": config.epochs,
+               "wall_s": time.perf_counter() - started, "train_seconds": trainer.state.train_seconds,
+               "train_images_per_s": images / max(trainer.state.train_seconds, 1e-9),
+               "model": str(out), "history": trainer.state.history}
+    model.save(out, metadata={"test_accuracy": test_acc, "test_loss": test_loss, "train": config.to_dict(),
+                              "history": trainer.state.history})
+    del limiter
+    typer.echo(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}); "
+               f"{summary['train_images_per_s']:,.0f} images/s; model saved to {out}")
+    if json_output:
+        typer.echo(json.dumps(summary))
+
+
+def _load_model(path):
+    from cycnn.serialization import load_model
+    return load_model(path)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    data_dir: Optional[Path] = typer.Option(None, help="IDX dataset directory [default: the bundled MNIST]."),
+    threads: Optional[int] = typer.Option(None, help="Threads [default: all cores]."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on the test set."""
+    from cycnn.metrics import confusion_matrix, per_class_scores
+    from cycnn.training import predict_images
+
+    model = _load_model(model_path)
+    limiter = _setup_threads(threads)
+    _, _, x_test, y_test = _load_data(data_dir)
+    if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
+        raise ConfigError(f"{model_path}: the model takes {model.input_shape} inputs and {model.num_classes} "
+                          f"classes; the test set has {x_test.shape[1:]} images with labels up to {y_test.max()}")
+    probs = predict_images(model, x_test)
+    del limiter
+    predicted = probs.argmax(axis=1)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, None))))
+    accuracy = float(np.mean(predicted == y_test))
+    confusion = confusion_matrix(y_test, predicted, model.num_classes)
+    per_class = per_class_scores(confusion, model.class_names)
+    if json_output:
+        typer.echo(json.dumps({"accuracy": accuracy, "loss": loss, "confusion_matrix": confusion.tolist(),
+                               "per_class": per_class, "images": int(len(y_test))}))
+        return
+    typer.echo(f"{model_path}: accuracy {accuracy:.2%}, loss {loss:.4f} on {len(y_test):,} test images\n")
+    width = max(5, max(len(c) for c in model.class_names))
+    typer.echo("confusion matrix (rows: true class, columns: predicted)")
+    typer.echo(" " * (width + 1) + " ".join(f"{c:>{width}}" for c in model.class_names))
+    for name, row in zip(model.class_names, confusion):
+        typer.echo(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    typer.echo(f"\n{'class':>{width}}  precision  recall     f1  support")
+    for s in per_class:
+        typer.echo(f"{s['class']:>{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  "
+                   f"{s['support']:7d}")
+
+
+@app.command()
+def predict(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG or JPEG files of single digits."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON list."),
+):
+    """The digit in each image, with the class probabilities (images are preprocessed the MNIST way)."""
+    from cycnn.images import prepare_for_model
+
+    model = _load_model(model_path)
+    batch = np.stack([prepare_for_model(path, model.input_shape) for path in images])
+    probs = model.predict_proba(batch)
+    results = [{"file": str(path), "label": model.class_names[int(p.argmax())],
+                "probabilities": {name: float(v) for name, v in zip(model.class_names, p)}}
+               for path, p in zip(images, probs)]
+    if json_output:
+        typer.echo(json.dumps(results))
+        return
+    for r, p in zip(results, probs):
+        top = np.argsort(p)[::-1][:3]
+        others = ", ".join(f"{model.class_names[i]} {p[i]:.1%}" for i in top[1:])
+        typer.echo(f"{r['file']}: {r['label']} ({p.max():.1%}; then {others})")
+
+
+@app.command()
+def summary(target: Path = typer.Argument(..., metavar="MODEL_OR_ARCH",
+                                          help="A model file, or an architecture file (.json/.toml).")):
+    """Print the layer table (output shapes and parameter counts) of a model or an architecture file."""
+    from cycnn import architecture
+    if target.suffix in (".json", ".toml"):
+        model = architecture.build(architecture.load_file(target))
+    else:
+        model = _load_model(target)
+    typer.echo(model.summary())
+
+
+def main(argv=None):
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, prog_name="cycnn", standalone_mode=False)
+    except CycnnError as exc:
+        typer.echo(f"cycnn: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UsageProblem as exc:
+        message = exc.format_message()
+        if message:  # (bare `cycnn` has already printed the help)
+            typer.echo(f"cycnn: error: {message}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("cycnn: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except MemoryError:
+        typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Optimizers that update a model's parameters in place from its gradients.
+
+Each keeps its per-parameter state (velocity, Adam moments) in arrays keyed by "layer_index.name", which is what
+a checkpoint saves through ``state_dict()`` and restores through ``load_state_dict()``.
+"""
+import numpy as np
+
+from cycnn.errors import ConfigError
+
+
+def _check_lr(lr):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not np.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"learning rate must be a positive number, received lr={lr!r}")
+    return float(lr)
+
+
+class Optimizer:
+    """Common bookkeeping: the learning rate, the step count and the state arrays."""
+
+    def __init__(self, lr):
+        self.lr = _check_lr(lr)
+        self.t = 0
+        self.state = {}
+
+    def step(self, parameters):
+        """Update every (key, param, grad) in ``parameters``; params change in place."""
+        self.t += 1
+        for key, param, grad in parameters:
+            self._update(key, param, grad)
+
+    def _slot(self, name, key, like):
+        slot = self.state.setdefault(f"{name}:{key}", np.zeros_like(like))
+        return slot
+
+    def get_config(self):
+        return {"name": self.name, "lr": self.lr}
+
+    def state_dict(self):
+        return {"t": self.t, "arrays": dict(self.state)}
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"])
+        self.state = {k: np.array(v) for k, v in state["arrays"].items()}
+
+
+class SGD(Optimizer):
+    """SGD with (heavy-ball) momentum: v = momentum*v + g; p -= lr*v."""
+
+    name = "sgd"
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), received momentum={momentum!r}")
+        self.momentum = float(momentum)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum}
+
+    def _update(self, key, param, grad):
+        if self.momentum == 0:
+            param -= self.lr * grad
+            return
+        v = self._slot("v", key, param)
+        v *= self.momentum
+        v += grad
+        param -= self.lr * v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015) with bias correction."""
+
+    name = "adam"
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def get_config(self):
+        return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _update(self, key, param, grad):
+        m = self._slot("m", key, param)
+        v = self._slot("v", key, param)
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * grad * grad
+        step = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        param -= (step * m / (np.sqrt(v) + self.eps)).astype(param.dtype, copy=False)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(name, lr=None):
+    """Build an optimizer by name ("adam" or "sgd"), with its default learning rate when lr is None."""
+    cls = OPTIMIZERS.get(str(name).lower())
+    if cls is None:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return cls() if lr is None else cls(lr=lr)

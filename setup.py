@@ -1,0 +1,71 @@
+"""Build the Cython kernels in src_ext/ into the cycnn package.
+
+Release builds turn bounds checking off; set CYCNN_BOUNDSCHECK=1 to build a
+checked copy (CI runs the kernel tests against it too). OpenMP is used when the
+compiler accepts -fopenmp and skipped cleanly otherwise.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["conv", "pool", "activation", "augment", "parallel"]
+
+
+def compiler_accepts(flags, source="int main(void){return 0;}\n"):
+    """Compile a tiny program with `flags`; lets the build fall back cleanly on other compilers."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write(source)
+        result = subprocess.run([cc, *flags, src, "-o", os.path.join(tmp, "probe")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return result.returncode == 0
+
+
+OPENMP_PROBE = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+
+checked = os.environ.get("CYCNN_BOUNDSCHECK", "0") == "1"
+openmp = os.environ.get("CYCNN_OPENMP", "1") == "1" and compiler_accepts(["-fopenmp"], OPENMP_PROBE)
+if sys.platform == "win32":
+    compile_args, link_args = ["/O2"], []
+else:
+    compile_args, link_args = ["-O3"], []
+    # The package is compiled on the machine that runs it, so tune for that CPU (AVX-512 here).
+    if os.environ.get("CYCNN_NATIVE", "1") == "1" and compiler_accepts(["-march=native"]):
+        compile_args.append("-march=native")
+if openmp:
+    compile_args.append("-fopenmp")
+    link_args.append("-fopenmp")
+
+extensions = [
+    Extension(
+        f"cycnn._{name}",
+        [f"src_ext/{name}.pyx"],
+        include_dirs=[np.get_include(), "src_ext"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for name in KERNELS
+]
+
+directives = {
+    "language_level": 3,
+    "boundscheck": checked,
+    "wraparound": checked,
+    "initializedcheck": checked,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            compile_time_env={"CYCNN_CHECKED": checked}))

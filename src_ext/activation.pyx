@@ -1,0 +1,19 @@
+"""ReLU forward and backward over flat arrays, in parallel (one pass each, no temporaries)."""
+from cython cimport floating
+from cython.parallel cimport prange
+
+
+cpdef int relu_forward(const floating[::1] x, floating[::1] y) except -1 nogil:
+    """``y = max(x, 0)``."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    for i in prange(n, schedule="static"):
+        y[i] = x[i] if x[i] > 0 else 0
+    return 0
+
+
+cpdef int relu_backward(const floating[::1] dy, const floating[::1] y, floating[::1] dx) except -1 nogil:
+    """``dx = dy`` where the forward output ``y`` was positive, else 0."""
+    cdef Py_ssize_t i, n = dy.shape[0]
+    for i in prange(n, schedule="static"):
+        dx[i] = dy[i] if y[i] > 0 else 0
+    return 0

@@ -1,0 +1,99 @@
+"""Convolution as im2col + one GEMM (Caffe's design), and the passes around the GEMM.
+
+Layout: images are NCHW. im2col writes one row per output pixel, ``cols[(n*OH + oh)*OW + ow, (c*kh + i)*kw + j]``,
+so ``cols @ W.reshape(F, -1).T`` is the whole batch's convolution in a single BLAS call with rows of shape
+(N*OH*OW, F). ``rows_to_nchw`` adds the bias, applies the optional ReLU and turns those rows back into NCHW in the
+same pass; ``nchw_to_rows`` is its adjoint for the backward pass. Every loop runs in parallel over images, so no
+two threads ever write the same element and results do not depend on the thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+
+cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
+                  floating[:, ::1] cols) except -1 nogil:
+    """Copy every (C, kh, kw) patch of ``x`` (zero padding ``pad``) into one row of ``cols``."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
+    cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
+    for n in prange(N, schedule="static"):
+        for oh in range(OH):
+            for ow in range(OW):
+                row = (n * OH + oh) * OW + ow
+                col = 0
+                for c in range(C):
+                    for i in range(kh):
+                        h = oh * stride + i - pad
+                        if h < 0 or h >= H:
+                            for j in range(kw):
+                                cols[row, col + j] = 0
+                        else:
+                            for j in range(kw):
+                                w = ow * stride + j - pad
+                                if w < 0 or w >= W:
+                                    cols[row, col + j] = 0
+                                else:
+                                    cols[row, col + j] = x[n, c, h, w]
+                        col = col + kw
+    return 0
+
+
+cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pad,
+                  floating[:, :, :, ::1] dx) except -1 nogil:
+    """The adjoint of im2col: zero ``dx``, then add every row of ``cols`` back onto the pixels it came from."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
+    cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
+    for n in prange(N, schedule="static"):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    dx[n, c, h, w] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                row = (n * OH + oh) * OW + ow
+                col = 0
+                for c in range(C):
+                    for i in range(kh):
+                        h = oh * stride + i - pad
+                        if h >= 0 and h < H:
+                            for j in range(kw):
+                                w = ow * stride + j - pad
+                                if w >= 0 and w < W:
+                                    dx[n, c, h, w] += cols[row, col + j]
+                        col = col + kw
+    return 0
+
+
+cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bint relu,
+                        floating[:, :, ::1] y) except -1 nogil:
+    """``y[n, f, p] = act(rows[n*P + p, f] + bias[f])``: bias, optional ReLU and the NHWC-to-NCHW turn in one pass."""
+    cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2]
+    cdef Py_ssize_t n, f, p
+    cdef floating v, b
+    for n in prange(N, schedule="static"):
+        for f in range(F):
+            b = bias[f]
+            for p in range(P):
+                v = rows[n * P + p, f] + b
+                if relu and v < 0:
+                    v = 0
+                y[n, f, p] = v
+    return 0
+
+
+cpdef int nchw_to_rows(const floating[:, :, ::1] dy, const floating[:, :, ::1] y, bint relu,
+                        floating[:, ::1] rows) except -1 nogil:
+    """``rows[n*P + p, f] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: the adjoint of rows_to_nchw."""
+    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
+    cdef Py_ssize_t n, f, p
+    for n in prange(N, schedule="static"):
+        for f in range(F):
+            for p in range(P):
+                if relu and y[n, f, p] <= 0:
+                    rows[n * P + p, f] = 0
+                else:
+                    rows[n * P + p, f] = dy[n, f, p]
+    return 0

@@ -1,0 +1,12 @@
+/* OpenMP when the build has it, a serial stand-in when it does not (as in scikit-learn). */
+#ifndef CYCNN_OMP_SHIM_H
+#define CYCNN_OMP_SHIM_H
+#ifdef _OPENMP
+#include <omp.h>
+#define CYCNN_OPENMP 1
+#else
+#define CYCNN_OPENMP 0
+static int omp_get_max_threads(void) { return 1; }
+static void omp_set_num_threads(int n) { (void)n; }
+#endif
+#endif
