@@ -1,0 +1,307 @@
+"""The Cython kernels, each against a slow plain-numpy loop written here, in float32 and float64, on odd shapes."""
+import itertools
+
+import numpy as np
+import pytest
+
+from cycnn import _activation, _augment, _conv, _pool
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+# (N, C, H, W): batch 1 and several channels, odd and non-square sizes.
+CONV_CASES = [
+    # kernel (kh, kw), stride, pad, input shape
+    (k, stride, pad, shape)
+    for (k, shape), stride, pad in itertools.product(
+        [((1, 1), (1, 3, 5, 4)), ((3, 3), (2, 2, 7, 6)), ((5, 5), (1, 1, 9, 7)), ((2, 3), (2, 3, 6, 7))],
+        [1, 2], [0, 1])
+]
+
+
+def _ids(case):
+    (kh, kw), stride, pad, shape = case
+    return f"k{kh}x{kw}-s{stride}-p{pad}-{'x'.join(map(str, shape))}"
+
+
+def out_size(size, k, stride, pad):
+    return (size + 2 * pad - k) // stride + 1
+
+
+def im2col_reference(x, kh, kw, stride, pad):
+    """One row per output pixel (n, oh, ow); columns ordered (c, i, j), with zeros where the patch is padding."""
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
+    cols = np.zeros((n * oh * ow, c * kh * kw), dtype=x.dtype)
+    for b in range(n):
+        for r in range(oh):
+            for s in range(ow):
+                col = 0
+                for ch in range(c):
+                    for i in range(kh):
+                        for j in range(kw):
+                            hh, ww = r * stride + i - pad, s * stride + j - pad
+                            if 0 <= hh < h and 0 <= ww < w:
+                                cols[(b * oh + r) * ow + s, col] = x[b, ch, hh, ww]
+                            col += 1
+    return cols
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
+def test_im2col_matches_loops(case, dtype):
+    (kh, kw), stride, pad, shape = case
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    expected = im2col_reference(x, kh, kw, stride, pad)
+    cols = np.full(expected.shape, np.nan, dtype=dtype)  # every entry must be written, padding included
+    _conv.im2col(x, kh, kw, stride, pad, cols)
+    np.testing.assert_array_equal(cols, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
+def test_col2im_matches_loops(case, dtype):
+    (kh, kw), stride, pad, shape = case
+    n, c, h, w = shape
+    rows = n * out_size(h, kh, stride, pad) * out_size(w, kw, stride, pad)
+    cols = np.random.default_rng(1).standard_normal((rows, c * kh * kw)).astype(dtype)
+    expected = np.zeros(shape, dtype=np.float64)
+    ohw = out_size(w, kw, stride, pad)
+    for row in range(rows):
+        b, rest = divmod(row, rows // n)
+        r, s = divmod(rest, ohw)
+        for col in range(c * kh * kw):
+            ch, ij = divmod(col, kh * kw)
+            i, j = divmod(ij, kw)
+            hh, ww = r * stride + i - pad, s * stride + j - pad
+            if 0 <= hh < h and 0 <= ww < w:
+                expected[b, ch, hh, ww] += cols[row, col]
+    dx = np.full(shape, np.nan, dtype=dtype)  # col2im must zero its output first
+    _conv.col2im(cols, kh, kw, stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
+def test_col2im_is_the_adjoint_of_im2col(case, dtype):
+    """<im2col(x), y> == <x, col2im(y)> for random x and y."""
+    (kh, kw), stride, pad, shape = case
+    n, c, h, w = shape
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    rows = n * out_size(h, kh, stride, pad) * out_size(w, kw, stride, pad)
+    y = rng.standard_normal((rows, c * kh * kw)).astype(dtype)
+    cols = np.empty_like(y)
+    _conv.im2col(x, kh, kw, stride, pad, cols)
+    back = np.empty_like(x)
+    _conv.col2im(y, kh, kw, stride, pad, back)
+    lhs = np.dot(cols.ravel().astype(np.float64), y.ravel().astype(np.float64))
+    rhs = np.dot(x.ravel().astype(np.float64), back.ravel().astype(np.float64))
+    scale = np.abs(cols).ravel() @ np.abs(y).ravel()
+    assert abs(lhs - rhs) <= (1e-5 if dtype == np.float32 else 1e-12) * scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n, f, p", [(1, 1, 1), (1, 3, 7), (2, 1, 5), (3, 4, 6)])
+def test_rows_to_nchw_is_bias_relu_and_a_transpose(n, f, p, relu, dtype):
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((n * p, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    expected = (rows + bias).reshape(n, p, f).transpose(0, 2, 1)
+    if relu:
+        expected = np.maximum(expected, 0)
+    y = np.full((n, f, p), np.nan, dtype=dtype)
+    _conv.rows_to_nchw(rows, bias, relu, y)
+    np.testing.assert_allclose(y, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n, f, p", [(1, 1, 1), (1, 3, 7), (2, 1, 5), (3, 4, 6)])
+def test_nchw_to_rows_is_the_transpose_masked_by_relu(n, f, p, relu, dtype):
+    rng = np.random.default_rng(4)
+    dy = rng.standard_normal((n, f, p)).astype(dtype)
+    y = np.maximum(rng.standard_normal((n, f, p)), 0).astype(dtype)  # a ReLU output: zero in about half the places
+    expected = dy.transpose(0, 2, 1).reshape(n * p, f)
+    if relu:
+        expected = np.where(y.transpose(0, 2, 1).reshape(n * p, f) > 0, expected, 0)
+    rows = np.full((n * p, f), np.nan, dtype=dtype)
+    _conv.nchw_to_rows(dy, y, relu, rows)
+    np.testing.assert_array_equal(rows, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_to_nchw_and_nchw_to_rows_are_adjoint(dtype):
+    """Without ReLU the two passes are transposes of each other: <T(rows), y> == <rows, T'(y)>."""
+    rng = np.random.default_rng(5)
+    n, f, p = 2, 3, 5
+    rows = rng.standard_normal((n * p, f)).astype(dtype)
+    dy = rng.standard_normal((n, f, p)).astype(dtype)
+    y = np.empty((n, f, p), dtype=dtype)
+    _conv.rows_to_nchw(rows, np.zeros(f, dtype=dtype), False, y)
+    back = np.empty_like(rows)
+    _conv.nchw_to_rows(dy, y, False, back)
+    assert np.isclose(float(np.sum(y * dy)), float(np.sum(rows * back)), **TOL[dtype])
+
+
+# --- pooling ------------------------------------------------------------------------------------------------------
+
+POOL_CASES = [
+    # input (N, C, H, W), window (ph, pw), stride (sh, sw), expected output (OH, OW)
+    ((1, 3, 11, 11), (2, 2), (2, 2), (5, 5)),
+    ((2, 2, 9, 9), (3, 3), (2, 2), (4, 4)),
+    ((1, 1, 7, 10), (2, 3), (2, 3), (3, 3)),
+    ((2, 3, 8, 7), (3, 2), (1, 2), (6, 3)),
+    ((1, 2, 5, 5), (1, 1), (1, 1), (5, 5)),
+    ((1, 1, 4, 6), (4, 6), (1, 1), (1, 1)),
+]
+
+
+def maxpool_reference(x, ph, pw, sh, sw):
+    """Window maxima and the flat index h*W + w of each window's first (row-major) maximum."""
+    n, c, h, w = x.shape
+    oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    arg = np.empty((n, c, oh, ow), dtype=np.int32)
+    for b, ch, r, s in itertools.product(range(n), range(c), range(oh), range(ow)):
+        window = x[b, ch, r * sh:r * sh + ph, s * sw:s * sw + pw]
+        i, j = np.unravel_index(np.argmax(window), window.shape)  # np.argmax returns the first maximum
+        y[b, ch, r, s] = window[i, j]
+        arg[b, ch, r, s] = (r * sh + i) * w + s * sw + j
+    return y, arg
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, window, stride, out_hw", POOL_CASES)
+def test_maxpool_forward_matches_loops(shape, window, stride, out_hw, dtype):
+    x = np.random.default_rng(6).standard_normal(shape).astype(dtype)
+    expected_y, expected_arg = maxpool_reference(x, *window, *stride)
+    assert expected_y.shape[2:] == out_hw
+    y = np.full(expected_y.shape, np.nan, dtype=dtype)
+    arg = np.full(expected_y.shape, -1, dtype=np.int32)
+    _pool.maxpool_forward(x, *window, *stride, y, arg)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(arg, expected_arg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, window, stride, out_hw", POOL_CASES)
+def test_maxpool_backward_scatters_to_the_argmax(shape, window, stride, out_hw, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(dtype)
+    _, arg = maxpool_reference(x, *window, *stride)
+    dy = rng.standard_normal(arg.shape).astype(dtype)
+    n, c, h, w = shape
+    expected = np.zeros(shape, dtype=np.float64)
+    for b, ch, r, s in itertools.product(range(n), range(c), *map(range, arg.shape[2:])):
+        expected[b, ch, arg[b, ch, r, s] // w, arg[b, ch, r, s] % w] += dy[b, ch, r, s]  # overlaps accumulate
+    dx = np.full(shape, np.nan, dtype=dtype)
+    _pool.maxpool_backward(dy, arg, dx)
+    np.testing.assert_allclose(dx, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_ties_go_to_the_first_maximum(dtype):
+    """Constant windows and repeated maxima: the argmax is the first one in row-major order."""
+    x = np.zeros((1, 2, 4, 4), dtype=dtype)
+    x[0, 1] = [[1, 3, 3, 0],
+               [3, 2, 0, 0],
+               [5, 1, 2, 5],
+               [5, 5, 5, 2]]
+    y = np.empty((1, 2, 2, 2), dtype=dtype)
+    arg = np.empty((1, 2, 2, 2), dtype=np.int32)
+    _pool.maxpool_forward(x, 2, 2, 2, 2, y, arg)
+    np.testing.assert_array_equal(arg[0, 0], [[0, 2], [8, 10]])  # all zero: the top-left of each window
+    np.testing.assert_array_equal(y[0, 1], [[3, 3], [5, 5]])
+    np.testing.assert_array_equal(arg[0, 1], [[1, 2], [8, 11]])
+    dx = np.empty_like(x)
+    _pool.maxpool_backward(np.ones_like(y), arg, dx)
+    assert dx[0, 1].sum() == 4 and dx[0, 1, 0, 1] == 1 and dx[0, 1, 1, 0] == 0  # one winner per window
+
+
+# --- activation ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_relu_forward_and_backward(size, dtype):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(size).astype(dtype)
+    x[0] = 0  # the kink: output 0, gradient 0
+    y = np.full_like(x, np.nan)
+    _activation.relu_forward(x, y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    dy = rng.standard_normal(size).astype(dtype)
+    dx = np.full_like(x, np.nan)
+    _activation.relu_backward(dy, y, dx)
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+
+
+# --- augmentation -------------------------------------------------------------------------------------------------
+
+def warp_reference(src, m):
+    """Bilinear sampling at (a*r + b*c + tr, d*r + e*c + tc), reading 0 outside the image."""
+    n, h, w = src.shape
+    out = np.zeros(src.shape, dtype=np.float64)
+
+    def at(b, r, c):
+        return float(src[b, r, c]) if 0 <= r < h and 0 <= c < w else 0.0
+
+    for b, r, c in itertools.product(range(n), range(h), range(w)):
+        sr = m[b, 0, 0] * r + m[b, 0, 1] * c + m[b, 0, 2]
+        sc = m[b, 1, 0] * r + m[b, 1, 1] * c + m[b, 1, 2]
+        r0, c0 = int(np.floor(sr)), int(np.floor(sc))
+        fr, fc = sr - r0, sc - c0
+        out[b, r, c] = ((1 - fr) * ((1 - fc) * at(b, r0, c0) + fc * at(b, r0, c0 + 1))
+                        + fr * ((1 - fc) * at(b, r0 + 1, c0) + fc * at(b, r0 + 1, c0 + 1)))
+    return out
+
+
+def _maps(*rows):
+    return np.ascontiguousarray(np.array(rows, dtype=np.float64).reshape(-1, 2, 3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_warp_identity_reproduces_the_input_exactly(dtype):
+    src = np.random.default_rng(9).random((2, 7, 9)).astype(dtype)
+    dst = np.full_like(src, np.nan)
+    _augment.affine_warp(src, _maps([1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 1, 0]), dst)
+    np.testing.assert_array_equal(dst, src)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dr, dc", [(2, 0), (0, -3), (1, 2), (-2, -1)])
+def test_affine_warp_integer_shift_moves_pixels_and_fills_zero(dr, dc, dtype):
+    """Sampling the source at (r - dr, c - dc) moves every pixel by (dr, dc); uncovered pixels become 0."""
+    src = (np.random.default_rng(10).random((1, 6, 8)) + 0.5).astype(dtype)  # no zeros in the source
+    dst = np.full_like(src, np.nan)
+    _augment.affine_warp(src, _maps([1, 0, -dr, 0, 1, -dc]), dst)
+    expected = np.zeros_like(src)
+    h, w = src.shape[1:]
+    expected[0, max(dr, 0):h + min(dr, 0), max(dc, 0):w + min(dc, 0)] = \
+        src[0, max(-dr, 0):h + min(-dr, 0), max(-dc, 0):w + min(-dc, 0)]
+    np.testing.assert_array_equal(dst, expected)
+    assert (dst == 0).sum() == h * w - (h - abs(dr)) * (w - abs(dc))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_warp_outside_the_image_is_zero(dtype):
+    src = np.ones((1, 5, 5), dtype=dtype)
+    dst = np.full_like(src, np.nan)
+    _augment.affine_warp(src, _maps([1, 0, 100, 0, 1, -100]), dst)
+    np.testing.assert_array_equal(dst, 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_warp_rotation_matches_bilinear_loops(dtype):
+    rng = np.random.default_rng(11)
+    src = rng.random((3, 9, 8)).astype(dtype)
+    maps = []
+    for angle, tr, tc in [(0.3, 1.2, -0.7), (-0.5, 2.5, 3.1), (1.7, 8.0, 0.4)]:
+        cos, sin = np.cos(angle), np.sin(angle)
+        maps.append([cos, sin, tr, -sin, cos, tc])
+    m = _maps(*maps)
+    dst = np.empty_like(src)
+    _augment.affine_warp(src, m, dst)
+    np.testing.assert_allclose(dst, warp_reference(src, m), **TOL[dtype])
+    assert (dst == 0).any() and (dst > 0).any()
