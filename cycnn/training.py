@@ -52,6 +52,11 @@ class Callback:
     def on_train_begin(self, trainer):
         pass
 
+    def on_step_begin(self, trainer, info):
+        """Before step ``info["step"]`` of ``info["epoch"]``; set ``trainer.keep_activations = True`` to find every
+        layer's output of this step in ``trainer.model.activations`` at ``on_step_end``."""
+        pass
+
     def on_step_end(self, trainer, info):
         pass
 
@@ -84,6 +89,7 @@ class Trainer:
         self.state = state or TrainState()
         self.loss_fn = SoftmaxCrossEntropy()
         self.stop_requested = False
+        self.keep_activations = False  # set by a callback for one step; reset after it
         self.base_lr = config.lr
 
     def steps_per_epoch(self, n):
@@ -108,7 +114,7 @@ class Trainer:
         for i, layer in enumerate(self.model.layers):
             if isinstance(layer, Dropout):
                 layer.rng = np.random.default_rng([cfg.seed, epoch, step, 2, i])
-        logits = self.model.forward(xb)
+        logits = self.model.forward(xb, keep_activations=self.keep_activations)
         loss = self.loss_fn(logits, yb)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
@@ -135,6 +141,9 @@ class Trainer:
                 step = state.step
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 self.optimizer.lr = self.learning_rate(epoch, step, steps)
+                self.keep_activations = False
+                for cb in self.callbacks:
+                    cb.on_step_begin(self, {"epoch": epoch, "step": step, "steps": steps})
                 start = time.perf_counter()
                 loss, right = self.train_step(to_input(x_train[idx]), y_train[idx], epoch, step)
                 elapsed = time.perf_counter() - start
