@@ -87,10 +87,14 @@ def test_bundled_mnist_labels(mnist):
 
 
 def test_bundled_mnist_pixels(mnist):
-    x_train = mnist[0]
-    assert x_train.min() == 0 and x_train.max() == 255
-    assert x_train.mean() == pytest.approx(33.318, abs=1e-3)
-    assert x_train.std() == pytest.approx(78.567, abs=1e-3)
+    """Mean 33.318 and std 78.567 (0.1307 and 0.3081 of 255), from the histogram to avoid a 376 MB float copy."""
+    counts = np.bincount(mnist[0].ravel(), minlength=256)
+    assert counts[0] > 0 and counts[255] > 0 and len(counts) == 256
+    values = np.arange(256)
+    mean = counts @ values / counts.sum()
+    std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
+    assert mean == pytest.approx(33.318, abs=1e-3)
+    assert std == pytest.approx(78.567, abs=1e-3)
 
 
 def test_to_input_scales_to_unit_float32_nchw():
