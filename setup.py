@@ -14,7 +14,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "pool", "activation", "augment", "parallel"]
+KERNELS = ["conv", "pool", "fused", "activation", "augment", "optim", "parallel"]
 
 
 def compiler_accepts(flags, source="int main(void){return 0;}\n"):

@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 
+from cycnn import fusion
 from cycnn.errors import ArchitectureError, ConfigError
 from cycnn.layers import Dropout
 from cycnn.losses import softmax
@@ -13,7 +14,11 @@ class Sequential:
 
     ``input_shape`` is the per-sample shape (channels, height, width); every layer's fit to its input is checked
     here, so a kernel larger than its input is reported with the layer's index before any data is touched.
-    After each pass, ``timings["forward"][i]`` / ``timings["backward"][i]`` hold layer i's time in seconds.
+
+    A Conv2D with a ReLU followed by a MaxPool2D runs as one fused step (``cycnn.fusion``), except in a forward
+    pass with ``keep_activations=True``, which runs every layer on its own to keep every layer's output.
+    After each pass, ``timings["forward"][i]`` / ``timings["backward"][i]`` hold layer i's time in seconds; a
+    fused pair's time is counted on its first layer and the second shows 0 (``fused_into[i]`` names the first).
     """
 
     def __init__(self, layers, input_shape=(1, 28, 28), class_names=None):
@@ -40,8 +45,11 @@ class Sequential:
             raise ConfigError(f"{len(class_names)} class names given for a model with {self.num_classes} outputs")
         self.class_names = class_names
         self.timings = {"forward": [0.0] * len(self.layers), "backward": [0.0] * len(self.layers)}
+        self.steps = fusion.plan(self.layers)
+        self.fused_into = {first + 1: first for first, count, _ in self.steps if count == 2}
         self.activations = None
         self.training = True
+        self._last_pass_fused = False
 
     # --- modes and parameters -------------------------------------------------------------------------------
     def train(self):
@@ -95,13 +103,21 @@ class Sequential:
             raise ConfigError(f"the model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                               f"received {x.shape}")
         self.activations = [] if keep_activations else None
+        self._last_pass_fused = not keep_activations
         forward_times = self.timings["forward"]
-        for i, layer in enumerate(self.layers):
-            start = time.perf_counter()
-            x = layer(x)
-            forward_times[i] = time.perf_counter() - start
-            if keep_activations:
+        if keep_activations:
+            for i, layer in enumerate(self.layers):
+                start = time.perf_counter()
+                x = layer(x)
+                forward_times[i] = time.perf_counter() - start
                 self.activations.append(x)
+            return x
+        for first, count, fused in self.steps:
+            start = time.perf_counter()
+            x = fused.forward(x) if fused is not None else self.layers[first](x)
+            forward_times[first] = time.perf_counter() - start
+            if count == 2:
+                forward_times[first + 1] = 0.0
         return x
 
     def backward(self, dlogits, input_grad=False):
@@ -112,10 +128,20 @@ class Sequential:
         self.layers[0].input_grad = input_grad
         grad = dlogits
         backward_times = self.timings["backward"]
-        for i in range(len(self.layers) - 1, -1, -1):
+        if not self._last_pass_fused:
+            for i in range(len(self.layers) - 1, -1, -1):
+                start = time.perf_counter()
+                grad = self.layers[i].backward(grad)
+                backward_times[i] = time.perf_counter() - start
+            return grad
+        for first, count, fused in reversed(self.steps):
             start = time.perf_counter()
-            grad = self.layers[i].backward(grad)
-            backward_times[i] = time.perf_counter() - start
+            if fused is not None:
+                grad = fused.backward(grad, input_grad=first > 0 or input_grad)
+                backward_times[first + 1] = 0.0
+            else:
+                grad = self.layers[first].backward(grad)
+            backward_times[first] = time.perf_counter() - start
         return grad
 
     def predict_proba(self, x, batch_size=1000):

@@ -5,6 +5,7 @@ a checkpoint saves through ``state_dict()`` and restores through ``load_state_di
 """
 import numpy as np
 
+from cycnn import _optim
 from cycnn.errors import ConfigError
 
 
@@ -29,7 +30,9 @@ class Optimizer:
             self._update(key, param, grad)
 
     def _slot(self, name, key, like):
-        slot = self.state.setdefault(f"{name}:{key}", np.zeros_like(like))
+        slot = self.state.get(f"{name}:{key}")
+        if slot is None:
+            slot = self.state[f"{name}:{key}"] = np.zeros_like(like)
         return slot
 
     def get_config(self):
@@ -58,13 +61,8 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum}
 
     def _update(self, key, param, grad):
-        if self.momentum == 0:
-            param -= self.lr * grad
-            return
         v = self._slot("v", key, param)
-        v *= self.momentum
-        v += grad
-        param -= self.lr * v
+        _optim.momentum_update(param.reshape(-1), _flat(grad, param), v.reshape(-1), self.lr, self.momentum)
 
 
 class Adam(Optimizer):
@@ -82,12 +80,14 @@ class Adam(Optimizer):
     def _update(self, key, param, grad):
         m = self._slot("m", key, param)
         v = self._slot("v", key, param)
-        m *= self.beta1
-        m += (1 - self.beta1) * grad
-        v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
         step = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
-        param -= (step * m / (np.sqrt(v) + self.eps)).astype(param.dtype, copy=False)
+        _optim.adam_update(param.reshape(-1), _flat(grad, param), m.reshape(-1), v.reshape(-1), step,
+                           self.beta1, self.beta2, self.eps)
+
+
+def _flat(grad, param):
+    """The gradient as a contiguous 1-D array of the parameter's dtype (what the update kernels take)."""
+    return np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

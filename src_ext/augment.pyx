@@ -8,13 +8,17 @@ from cython.parallel cimport prange
 from libc.math cimport floor
 
 
+cdef extern from "omp_shim.h":
+    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+
+
 cpdef int affine_warp(const floating[:, :, ::1] src, const double[:, :, ::1] m,
                       floating[:, :, ::1] dst) except -1 nogil:
     """Write the warped batch ``src`` into ``dst`` (same shape) using inverse maps ``m`` of shape (N, 2, 3)."""
     cdef Py_ssize_t N = src.shape[0], H = src.shape[1], W = src.shape[2]
     cdef Py_ssize_t n, r, c, r0, c0
     cdef double sr, sc, fr, fc, v00, v01, v10, v11
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="static", use_threads_if=N * H * W > CYCNN_PARALLEL_MIN_WORK):
         for r in range(H):
             for c in range(W):
                 sr = m[n, 0, 0] * r + m[n, 0, 1] * c + m[n, 0, 2]

@@ -10,6 +10,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 
+cdef extern from "omp_shim.h":
+    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+
+
 cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
                   floating[:, ::1] cols) except -1 nogil:
     """Copy every (C, kh, kw) patch of ``x`` (zero padding ``pad``) into one row of ``cols``."""
@@ -17,7 +21,7 @@ cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         for oh in range(OH):
             for ow in range(OW):
                 row = (n * OH + oh) * OW + ow
@@ -46,7 +50,7 @@ cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pa
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         for c in range(C):
             for h in range(H):
                 for w in range(W):
@@ -73,7 +77,7 @@ cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bi
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2]
     cdef Py_ssize_t n, f, p
     cdef floating v, b
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="static", use_threads_if=N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             b = bias[f]
             for p in range(P):
@@ -89,7 +93,7 @@ cpdef int nchw_to_rows(const floating[:, :, ::1] dy, const floating[:, :, ::1] y
     """``rows[n*P + p, f] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: the adjoint of rows_to_nchw."""
     cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
     cdef Py_ssize_t n, f, p
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="static", use_threads_if=N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             for p in range(P):
                 if relu and y[n, f, p] <= 0:

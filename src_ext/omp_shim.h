@@ -9,4 +9,7 @@
 static int omp_get_max_threads(void) { return 1; }
 static void omp_set_num_threads(int n) { (void)n; }
 #endif
+
+/* Below this many elements of work, a kernel runs on one thread: waking sleeping OpenMP threads costs more. */
+#define CYCNN_PARALLEL_MIN_WORK 32768
 #endif

@@ -7,6 +7,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 
+cdef extern from "omp_shim.h":
+    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+
+
 cpdef int maxpool_forward(const floating[:, :, :, ::1] x, int ph, int pw, int sh, int sw,
                           floating[:, :, :, ::1] y, int[:, :, :, ::1] argmax) except -1 nogil:
     """``y`` gets each window's maximum and ``argmax`` its flat index ``h*W + w`` within the input plane."""
@@ -14,7 +18,7 @@ cpdef int maxpool_forward(const floating[:, :, :, ::1] x, int ph, int pw, int sh
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t plane, n, c, oh, ow, i, j, h, w, best_idx
     cdef floating best, v
-    for plane in prange(N * C, schedule="static"):
+    for plane in prange(N * C, schedule="static", use_threads_if=N * C * H * W > CYCNN_PARALLEL_MIN_WORK):
         n = plane // C
         c = plane % C
         for oh in range(OH):
@@ -40,7 +44,7 @@ cpdef int maxpool_backward(const floating[:, :, :, ::1] dy, const int[:, :, :, :
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t OH = dy.shape[2], OW = dy.shape[3]
     cdef Py_ssize_t plane, n, c, oh, ow, h, w, idx
-    for plane in prange(N * C, schedule="static"):
+    for plane in prange(N * C, schedule="static", use_threads_if=N * C * H * W > CYCNN_PARALLEL_MIN_WORK):
         n = plane // C
         c = plane % C
         for h in range(H):

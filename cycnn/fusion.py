@@ -1,0 +1,102 @@
+"""Operator fusion: how Sequential runs a Conv2D with a ReLU followed by a MaxPool2D as one step.
+
+The pair computes exactly what the two layers compute one after the other (tests check both against each other),
+but never writes the full-resolution convolution output: the pooled map comes straight out of the convolution
+(src_ext/fused.pyx), and in the backward pass only each window's winner gets a gradient. A layer with few input
+taps (in_channels * kh * kw, e.g. the first layer on grayscale images) is convolved directly; the others go
+through im2col and one BLAS GEMM. The parameters and gradients stay in the Conv2D layer, as without fusion.
+"""
+import numpy as np
+
+from cycnn import _conv, _fused
+from cycnn.layers import Conv2D, MaxPool2D
+
+# Up to this many taps per output pixel, a direct convolution beats im2col + GEMM (which is tiny and memory-bound).
+DIRECT_MAX_TAPS = 32
+# The direct weight gradient is summed in this many fixed batch chunks, then the chunks in order: the same
+# floating-point result on any number of threads.
+GRADIENT_CHUNKS = 16
+
+
+class ConvReluPool:
+    """Conv2D(activation="relu") then MaxPool2D, fused. ``forward(x)`` returns the pooled map."""
+
+    def __init__(self, conv, pool):
+        self.conv, self.pool = conv, pool
+        kh, kw = conv.kernel_size
+        self.direct = conv.in_channels * kh * kw <= DIRECT_MAX_TAPS
+        self._cache = None
+
+    @staticmethod
+    def applies(first, second):
+        return isinstance(first, Conv2D) and first.activation == "relu" and isinstance(second, MaxPool2D)
+
+    def forward(self, x):
+        conv, pool = self.conv, self.pool
+        x = conv._input(x, 4)
+        n = x.shape[0]
+        f, oh, ow = conv.output_shape(x.shape[1:])
+        _, ph, pw = pool.output_shape((f, oh, ow))
+        W, b = conv.params["W"], conv.params["b"]
+        y = np.empty((n, f, ph, pw), dtype=conv.dtype)
+        argmax = conv._buffer("pool_argmax", y.shape, np.int32)
+        if self.direct:
+            taps_by_channel = np.ascontiguousarray(W.reshape(f, -1).T)
+            _fused.direct_relu_maxpool_forward(x, taps_by_channel, b, *conv.kernel_size, conv.stride, conv.padding,
+                                               *pool.pool_size, *pool.stride, y, argmax)
+            self._cache = (x, None, y, argmax)
+            return y
+        kh, kw = conv.kernel_size
+        cols = conv._buffer("cols", (n * oh * ow, conv.in_channels * kh * kw))
+        _conv.im2col(x, kh, kw, conv.stride, conv.padding, cols)
+        rows = conv._buffer("rows", (n * oh * ow, f))
+        np.matmul(cols, W.reshape(f, -1).T, out=rows)
+        _fused.rows_relu_maxpool_forward(rows, b, oh, ow, *pool.pool_size, *pool.stride, y, argmax)
+        self._cache = (x, cols, y, argmax)
+        return y
+
+    def backward(self, dy, input_grad=True):
+        if self._cache is None:
+            raise RuntimeError("ConvReluPool.backward called without a forward pass before it")
+        (x, cols, y, argmax), self._cache = self._cache, None
+        conv = self.conv
+        W = conv.params["W"]
+        dy = np.ascontiguousarray(dy, dtype=conv.dtype)
+        if self.direct:
+            f, taps = W.shape[0], W[0].size
+            chunks = min(GRADIENT_CHUNKS, len(x))
+            partial_dwt = conv._buffer("partial_dwt", (chunks, taps, f))
+            partial_db = conv._buffer("partial_db", (chunks, f))
+            _fused.direct_relu_maxpool_backward(x, dy, y, argmax, *conv.kernel_size, conv.stride, conv.padding,
+                                                partial_dwt, partial_db)
+            conv.grads["W"] = np.ascontiguousarray(partial_dwt.sum(axis=0).T).reshape(W.shape)
+            conv.grads["b"] = partial_db.sum(axis=0)
+            if not input_grad:
+                return None
+            dx = np.empty_like(x)
+            _fused.direct_relu_maxpool_input_grad(W, dy, y, argmax, conv.stride, conv.padding, dx)
+            return dx
+        f = W.shape[0]
+        drows = conv._buffer("rows", (cols.shape[0], f))
+        _fused.rows_relu_maxpool_backward(dy, y, argmax, drows)
+        conv.grads["b"] = drows.sum(axis=0)
+        conv.grads["W"] = np.matmul(drows.T, cols).reshape(W.shape)
+        if not input_grad:
+            return None
+        np.matmul(drows, W.reshape(f, -1), out=cols)  # cols is spent: reuse it for the column gradient
+        dx = np.empty_like(x)
+        _conv.col2im(cols, *conv.kernel_size, conv.stride, conv.padding, dx)
+        return dx
+
+
+def plan(layers):
+    """Group ``layers`` into steps: (first index, number of layers, fused op or None for a plain layer)."""
+    steps, i = [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and ConvReluPool.applies(layers[i], layers[i + 1]):
+            steps.append((i, 2, ConvReluPool(layers[i], layers[i + 1])))
+            i += 2
+        else:
+            steps.append((i, 1, None))
+            i += 1
+    return steps

@@ -1,0 +1,249 @@
+"""Conv + bias + ReLU + max-pool fused into single passes, forward and backward.
+
+A Conv2D with a ReLU followed by a MaxPool2D never needs its full-resolution output: max-pooling a ReLU equals the
+ReLU of the max, so the pooled map and the argmax are all the backward pass needs, and only the winning positions
+of each window (a quarter of them for 2x2 pooling) receive a gradient. Two ways in:
+
+- from the GEMM rows of an im2col convolution (``rows[n*P + p, f]``, P = OH*OW): ``rows_relu_maxpool_forward``
+  pools straight out of the rows, and ``rows_relu_maxpool_backward`` scatters the pooled gradient back into rows
+  for the weight and input GEMMs;
+- by direct convolution, for layers with few input channels (the first layer: one channel makes an im2col GEMM
+  tiny and memory-bound): ``direct_relu_maxpool_forward`` / ``direct_relu_maxpool_backward``.
+
+``argmax`` holds, for every pooled output, the winning position p = oh*OW + ow in the convolution's output plane.
+Ties go to the first maximum. Loops that reduce (weight and bias gradients) are split over output channels, never
+over images, so every sum runs in the same order whatever the thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+
+
+cdef extern from "omp_shim.h":
+    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+
+
+cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
+                                 Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
+                                 floating* best, int* where, floating* y, int* argmax) noexcept nogil:
+    """Pool one image's conv rows (P x F, channels contiguous) into y / argmax (F x PH x PW), bias + ReLU after."""
+    cdef Py_ssize_t f, i, j, a, b, p
+    cdef const floating* row
+    cdef floating v
+    for i in range(PH):
+        for j in range(PW):
+            p = (i * sh) * OW + j * sw
+            row = rows + p * F
+            for f in range(F):
+                best[f] = row[f]
+                where[f] = <int>p
+            for a in range(ph):
+                for b in range(pw):
+                    p = (i * sh + a) * OW + j * sw + b
+                    row = rows + p * F
+                    for f in range(F):
+                        if row[f] > best[f]:
+                            best[f] = row[f]
+                            where[f] = <int>p
+            for f in range(F):
+                v = best[f] + bias[f]
+                y[(f * PH + i) * PW + j] = v if v > 0 else 0
+                argmax[(f * PH + i) * PW + j] = where[f]
+
+
+cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[::1] bias,
+                                    int OH, int OW, int ph, int pw, int sh, int sw,
+                                    floating[:, :, :, ::1] y, int[:, :, :, ::1] argmax) except -1 nogil:
+    """``y[n, f, i, j] = relu(max over window (i, j) of rows[n*P + p, f] + bias[f])`` and its argmax p."""
+    cdef Py_ssize_t N = y.shape[0], F = y.shape[1], PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t P = OH * OW
+    cdef Py_ssize_t n
+    cdef floating* best
+    cdef int* where
+    with parallel(use_threads_if=N * P * F > CYCNN_PARALLEL_MIN_WORK):
+        best = <floating*>malloc(F * sizeof(floating))
+        where = <int*>malloc(F * sizeof(int))
+        for n in prange(N, schedule="static"):
+            pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, best, where,
+                            &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+        free(best)
+        free(where)
+    return 0
+
+
+cpdef int rows_relu_maxpool_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] y,
+                                     const int[:, :, :, ::1] argmax, floating[:, ::1] drows) except -1 nogil:
+    """Zero ``drows`` and add each pooled gradient at its window's winner, where the ReLU let it through."""
+    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], PH = dy.shape[2], PW = dy.shape[3]
+    cdef Py_ssize_t P = drows.shape[0] // N
+    cdef Py_ssize_t n, f, i, j, r
+    for n in prange(N, schedule="static", use_threads_if=N * P * F > CYCNN_PARALLEL_MIN_WORK):
+        for r in range(n * P, (n + 1) * P):
+            for f in range(F):
+                drows[r, f] = 0
+        for f in range(F):
+            for i in range(PH):
+                for j in range(PW):
+                    if y[n, f, i, j] > 0:
+                        drows[n * P + argmax[n, f, i, j], f] += dy[n, f, i, j]
+    return 0
+
+
+cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
+    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border."""
+    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h, w
+    for c in range(C):
+        for h in range(HP):
+            for w in range(WP):
+                if h < pad or h >= H + pad or w < pad or w >= W + pad:
+                    out[(c * HP + h) * WP + w] = 0
+                else:
+                    out[(c * HP + h) * WP + w] = x[c, h - pad, w - pad]
+
+
+cdef inline void image_taps(const floating* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
+                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t oh, Py_ssize_t ow,
+                            floating* taps) noexcept nogil:
+    """The C*KH*KW input values under output pixel (oh, ow), in weight order (c, ki, kj)."""
+    cdef Py_ssize_t c, ki, kj, t = 0
+    cdef const floating* src
+    for c in range(C):
+        for ki in range(KH):
+            src = padded + (c * HP + oh * stride + ki) * WP + ow * stride
+            for kj in range(KW):
+                taps[t] = src[kj]
+                t = t + 1
+
+
+cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wt,
+                                      const floating[::1] bias, int KH, int KW, int stride, int pad,
+                                      int ph, int pw, int sh, int sw,
+                                      floating[:, :, :, ::1] y, int[:, :, :, ::1] argmax) except -1 nogil:
+    """Direct convolution of each image (weights ``wt`` as (taps, F), taps ordered (c, ki, kj)), then bias, ReLU
+    and max-pool. One image per thread; its (P x F) convolution output lives in a per-thread buffer and the inner
+    loop runs over the F output channels, which vectorizes."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t T = wt.shape[0], F = wt.shape[1]
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
+    cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1
+    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t n, f, t, oh, ow
+    cdef floating xv
+    cdef floating* padded
+    cdef floating* conv
+    cdef floating* taps
+    cdef floating* acc
+    cdef const floating* wrow
+    cdef floating* best
+    cdef int* where
+    with parallel(use_threads_if=N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        conv = <floating*>malloc(OH * OW * F * sizeof(floating))
+        taps = <floating*>malloc(T * sizeof(floating))
+        best = <floating*>malloc(F * sizeof(floating))
+        where = <int*>malloc(F * sizeof(int))
+        for n in prange(N, schedule="static"):
+            pad_image(x[n], pad, padded)
+            for oh in range(OH):
+                for ow in range(OW):
+                    image_taps(padded, C, HP, WP, KH, KW, stride, oh, ow, taps)
+                    acc = conv + (oh * OW + ow) * F
+                    for f in range(F):
+                        acc[f] = 0
+                    for t in range(T):
+                        xv = taps[t]
+                        wrow = &wt[t, 0]
+                        for f in range(F):
+                            acc[f] += wrow[f] * xv
+            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, best, where,
+                            &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+        free(padded)
+        free(conv)
+        free(taps)
+        free(best)
+        free(where)
+    return 0
+
+
+cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                                       const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
+                                       int KH, int KW, int stride, int pad,
+                                       floating[:, :, ::1] partial_dwt, floating[:, ::1] partial_db) except -1 nogil:
+    """Per-chunk weight gradients (taps, F) and bias gradients (F) of the fused direct convolution.
+
+    The batch is cut into ``partial_dwt.shape[0]`` fixed chunks; each sums its images in order, and the caller adds
+    the chunks in order, so the result does not depend on how many threads ran. Each pooled gradient that passed
+    the ReLU multiplies the input patch under its window's winner.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t K = partial_dwt.shape[0], T = partial_dwt.shape[1], F = partial_dwt.shape[2]
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
+    cdef Py_ssize_t OW = (WP - KW) // stride + 1
+    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t k, n, f, t, i, j, p
+    cdef floating g
+    cdef floating* padded
+    cdef floating* taps
+    cdef floating* dwt
+    cdef floating* db
+    with parallel(use_threads_if=N * F * PH * PW * T > CYCNN_PARALLEL_MIN_WORK):
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        taps = <floating*>malloc(T * sizeof(floating))
+        for k in prange(K, schedule="static"):
+            dwt = &partial_dwt[k, 0, 0]
+            db = &partial_db[k, 0]
+            for t in range(T * F):
+                dwt[t] = 0
+            for f in range(F):
+                db[f] = 0
+            for n in range(k * N // K, (k + 1) * N // K):
+                pad_image(x[n], pad, padded)
+                for f in range(F):
+                    for i in range(PH):
+                        for j in range(PW):
+                            if y[n, f, i, j] <= 0:
+                                continue
+                            g = dy[n, f, i, j]
+                            db[f] += g
+                            p = argmax[n, f, i, j]
+                            image_taps(padded, C, HP, WP, KH, KW, stride, p // OW, p % OW, taps)
+                            for t in range(T):
+                                dwt[t * F + f] += g * taps[t]
+        free(padded)
+        free(taps)
+    return 0
+
+
+cpdef int direct_relu_maxpool_input_grad(const floating[:, :, :, ::1] w, const floating[:, :, :, ::1] dy,
+                                         const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
+                                         int stride, int pad, floating[:, :, :, ::1] dx) except -1 nogil:
+    """Input gradient of the fused direct convolution (only needed when someone asks for d loss / d image)."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t F = w.shape[0], KH = w.shape[2], KW = w.shape[3]
+    cdef Py_ssize_t OW = (W + 2 * pad - KW) // stride + 1
+    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t n, f, c, ki, kj, i, j, p, h, col
+    cdef floating g
+    for n in prange(N, schedule="static", use_threads_if=N * F * PH * PW * C * KH * KW > CYCNN_PARALLEL_MIN_WORK):
+        for c in range(C):
+            for h in range(H):
+                for col in range(W):
+                    dx[n, c, h, col] = 0
+        for f in range(F):
+            for i in range(PH):
+                for j in range(PW):
+                    if y[n, f, i, j] <= 0:
+                        continue
+                    g = dy[n, f, i, j]
+                    p = argmax[n, f, i, j]
+                    for c in range(C):
+                        for ki in range(KH):
+                            h = (p // OW) * stride + ki - pad
+                            if h < 0 or h >= H:
+                                continue
+                            for kj in range(KW):
+                                col = (p % OW) * stride + kj - pad
+                                if col >= 0 and col < W:
+                                    dx[n, c, h, col] += g * w[f, c, ki, kj]
+    return 0

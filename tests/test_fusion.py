@@ -1,0 +1,55 @@
+"""The fused Conv2D(relu)+MaxPool2D step computes exactly what the two layers compute one after the other."""
+import numpy as np
+import pytest
+
+from cycnn import fusion
+from cycnn.layers import Conv2D, MaxPool2D
+
+CASES = [
+    # in_channels, out_channels, kernel, stride, padding, size, pool, pool_stride
+    (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer (direct path)
+    (1, 3, 5, 2, 1, 13, 3, 2),      # direct, strided, padded, overlapping windows
+    (3, 5, (2, 3), 1, 1, 9, 2, None),  # direct, non-square kernel
+    (8, 6, 3, 1, 0, 13, 2, None),   # im2col path (reference second layer, odd map 11 -> 5)
+    (5, 4, 3, 2, 1, 12, 3, 2),      # im2col path, strided, padded, overlapping windows
+]
+
+
+def _pair(c, f, k, s, p, dtype, seed=0):
+    conv = Conv2D(c, f, k, stride=s, padding=p, activation="relu", seed=seed, dtype=dtype)
+    conv.params["b"] = np.random.default_rng(seed + 1).normal(0, 0.1, f).astype(dtype)
+    return conv
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c, f, k, s, p, size, pool, pool_stride", CASES)
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, input_grad):
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal((3, c, size, size)).astype(dtype)
+    conv, pool_layer = _pair(c, f, k, s, p, dtype), MaxPool2D(pool, pool_stride, dtype=dtype)
+    fused = fusion.ConvReluPool(conv, pool_layer)
+    assert fused.direct == (c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS)
+
+    expected = pool_layer(conv(x))
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    expected_dx = conv.backward(pool_layer.backward(dy))
+    expected_grads = {k: v.copy() for k, v in conv.grads.items()}
+
+    y = fused.forward(x)
+    dx = fused.backward(dy, input_grad=input_grad)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+    for name in ("W", "b"):
+        np.testing.assert_allclose(conv.grads[name], expected_grads[name], rtol=tol * 10, atol=tol * 10)
+    if input_grad:
+        np.testing.assert_allclose(dx, expected_dx, rtol=tol * 10, atol=tol * 10)
+    else:
+        assert dx is None
+
+
+def test_plan_fuses_only_relu_conv_followed_by_pool():
+    layers = [Conv2D(1, 2, 3, activation="relu"), MaxPool2D(2), Conv2D(2, 2, 3), MaxPool2D(2)]
+    steps = fusion.plan(layers)
+    assert [(first, count, op is not None) for first, count, op in steps] == [
+        (0, 2, True), (2, 1, False), (3, 1, False)]
