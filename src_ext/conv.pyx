@@ -15,59 +15,66 @@ cdef extern from "omp_shim.h":
 
 
 cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
-                  floating[:, ::1] cols) except -1 nogil:
+                 floating[:, ::1] cols) except -1 nogil:
     """Copy every (C, kh, kw) patch of ``x`` (zero padding ``pad``) into one row of ``cols``."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
-    cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
+    cdef Py_ssize_t n, oh, ow, c, i, j, h, w0
+    cdef floating* dst
+    cdef const floating* src
     for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         for oh in range(OH):
             for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                col = 0
+                dst = &cols[(n * OH + oh) * OW + ow, 0]
+                w0 = ow * stride - pad
                 for c in range(C):
                     for i in range(kh):
                         h = oh * stride + i - pad
                         if h < 0 or h >= H:
                             for j in range(kw):
-                                cols[row, col + j] = 0
+                                dst[j] = 0
+                        elif w0 >= 0 and w0 + kw <= W:
+                            src = &x[n, c, h, w0]
+                            for j in range(kw):
+                                dst[j] = src[j]
                         else:
                             for j in range(kw):
-                                w = ow * stride + j - pad
-                                if w < 0 or w >= W:
-                                    cols[row, col + j] = 0
-                                else:
-                                    cols[row, col + j] = x[n, c, h, w]
-                        col = col + kw
+                                dst[j] = x[n, c, h, w0 + j] if 0 <= w0 + j < W else 0
+                        dst = dst + kw
     return 0
 
 
 cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pad,
-                  floating[:, :, :, ::1] dx) except -1 nogil:
+                 floating[:, :, :, ::1] dx) except -1 nogil:
     """The adjoint of im2col: zero ``dx``, then add every row of ``cols`` back onto the pixels it came from."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
-    cdef Py_ssize_t n, oh, ow, c, i, j, row, col, h, w
+    cdef Py_ssize_t n, oh, ow, c, i, j, h, w0, k
+    cdef const floating* src
+    cdef floating* dst
     for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    dx[n, c, h, w] = 0
+        dst = &dx[n, 0, 0, 0]
+        for k in range(C * H * W):
+            dst[k] = 0
         for oh in range(OH):
             for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                col = 0
+                src = &cols[(n * OH + oh) * OW + ow, 0]
+                w0 = ow * stride - pad
                 for c in range(C):
                     for i in range(kh):
                         h = oh * stride + i - pad
                         if h >= 0 and h < H:
-                            for j in range(kw):
-                                w = ow * stride + j - pad
-                                if w >= 0 and w < W:
-                                    dx[n, c, h, w] += cols[row, col + j]
-                        col = col + kw
+                            if w0 >= 0 and w0 + kw <= W:
+                                dst = &dx[n, c, h, w0]
+                                for j in range(kw):
+                                    dst[j] += src[j]
+                            else:
+                                for j in range(kw):
+                                    if 0 <= w0 + j < W:
+                                        dx[n, c, h, w0 + j] += src[j]
+                        src = src + kw
     return 0
 
 
