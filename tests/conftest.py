@@ -1,5 +1,6 @@
 """Shared test settings: hypothesis profiles sized for a 2-core machine, and fixtures several test files use."""
-import numpy as np
+import os
+
 import pytest
 from PIL import Image, ImageDraw
 
@@ -10,11 +11,11 @@ except ImportError:  # hypothesis is a test extra; tests that need it import it 
 
 if settings is not None:
     # No deadlines: the machine is shared and timings vary by 30%, so a per-example deadline would make tests flaky.
-    settings.register_profile("default", max_examples=50, deadline=None,
-                              suppress_health_check=[HealthCheck.too_slow])
-    settings.register_profile("thorough", max_examples=500, deadline=None,
-                              suppress_health_check=[HealthCheck.too_slow])
-    settings.load_profile("default")
+    # HYPOTHESIS_PROFILE=thorough runs ten times as many examples.
+    for name, examples in (("cycnn", 50), ("thorough", 500)):
+        settings.register_profile(name, max_examples=examples, deadline=None,
+                                  suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "cycnn"))
 
 
 @pytest.fixture(scope="session")
