@@ -349,12 +349,16 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 
 # --- the whole network --------------------------------------------------------------------------------------------
 
-def tiny_network(seed):
-    """conv(relu) -> pool -> flatten -> dense(relu) -> dropout -> dense, float32 converted to float64."""
-    layers = [Conv2D(2, 3, (3, 2), stride=1, padding=1, activation="relu", seed=seed),
+def tiny_network(seed, in_channels, kernel):
+    """conv(relu) -> pool -> flatten -> dense(relu) -> dropout -> dense, float32 converted to float64.
+
+    Sequential runs the conv+pool pair fused (cycnn.fusion): with few taps per output pixel (2 channels x 3x2)
+    as a direct convolution, with more (4 channels x 3x3) through im2col; both are checked here.
+    """
+    layers = [Conv2D(in_channels, 3, kernel, stride=1, padding=1, activation="relu", seed=seed),
               MaxPool2D(2), Flatten(), Dense(27, 5, activation="relu", seed=seed + 1), Dropout(0.2),
               Dense(5, 3, seed=seed + 2)]
-    model = Sequential(layers, input_shape=(2, 7, 6)).astype(np.float64)
+    model = Sequential(layers, input_shape=(in_channels, 7, 6)).astype(np.float64)
     rng = np.random.default_rng(seed)
     for layer in (layers[0], layers[3], layers[5]):
         _random_bias(layer, rng)
@@ -379,10 +383,11 @@ def network_is_away_from_kinks(model, x):
     return _min_distance_to_zero(pooled @ dense.params["W"] + dense.params["b"]) > KINK_MARGIN
 
 
-def test_sequential_gradients_of_a_tiny_network():
+@pytest.mark.parametrize("in_channels, kernel", [(2, (3, 2)), (4, (3, 3))], ids=["12-taps", "36-taps"])
+def test_sequential_gradients_of_a_tiny_network(in_channels, kernel):
     for seed in range(50):
-        model = tiny_network(seed)
-        x = np.random.default_rng(seed).standard_normal((2, 2, 7, 6))
+        model = tiny_network(seed, in_channels, kernel)
+        x = np.random.default_rng(seed).standard_normal((2, in_channels, 7, 6))
         if network_is_away_from_kinks(model, x):
             break
     else:  # pragma: no cover
