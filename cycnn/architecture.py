@@ -4,6 +4,7 @@ A description is ``{"input_shape": [C, H, W], "layers": [{"type": "Conv2D", ...}
 the same dictionary that ``Sequential.get_config()`` returns and that model files store. Architecture files are
 that dictionary as JSON or TOML (TOML: ``input_shape = [...]`` and one ``[[layers]]`` table per layer).
 """
+import copy
 import json
 from importlib import resources
 
@@ -49,6 +50,28 @@ def reference():
     return json.loads(text)
 
 
+def fit_to_data(config, input_shape, num_classes):
+    """The same layers sized for other data: every Conv2D takes the channels that reach it, every Dense the
+    features that reach it, and the last layer (a Dense) outputs ``num_classes`` scores. This is how the reference
+    network, described for 28x28 digits in 10 classes, serves for example a 3-class image folder."""
+    config = copy.deepcopy(config)
+    layers = config.get("layers") if isinstance(config, dict) else None
+    if not layers or not isinstance(layers[-1], dict) or layers[-1].get("type") != "Dense":
+        raise ArchitectureError("only an architecture that ends with a Dense layer can be fitted to a dataset's "
+                                "number of classes")
+    layers[-1]["out_features"] = int(num_classes)
+    shape = tuple(input_shape)
+    for i, entry in enumerate(layers):
+        if entry.get("type") == "Conv2D" and len(shape) == 3:
+            entry["in_channels"] = shape[0]
+        elif entry.get("type") == "Dense" and len(shape) == 1:
+            entry["in_features"] = shape[0]
+        shape = _output_shape(i, entry, shape)
+    config["input_shape"] = list(input_shape)
+    config.pop("class_names", None)
+    return config
+
+
 def load_file(path):
     """Read an architecture description from a .json or .toml file."""
     try:
@@ -81,12 +104,14 @@ def stack(conv_channels=(32, 64), kernel_sizes=(3, 3), pool_size=2, dense_units=
         dropouts *= len(dense_units)
     if dense_units and len(dropouts) != len(dense_units):
         raise ConfigError(f"{len(dense_units)} hidden dense layers but {len(dropouts)} dropout rates")
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ConfigError(f"the pool size must be a positive integer (1 for no pooling), received {pool_size!r}")
     layers = []
     channels = input_shape[0]
     for width, k in zip(conv_channels, kernel_sizes):
         layers.append({"type": "Conv2D", "in_channels": channels, "out_channels": width, "kernel_size": [k, k],
                        "stride": 1, "padding": padding, "activation": "relu"})
-        if pool_size and pool_size > 1:
+        if pool_size > 1:
             layers.append({"type": "MaxPool2D", "pool_size": [pool_size, pool_size],
                            "stride": [pool_size, pool_size]})
         channels = width
@@ -105,9 +130,16 @@ def _flat_features(layers, input_shape):
     """The size Flatten produces after ``layers``, found by building them (which also checks every shape)."""
     shape = tuple(input_shape)
     for i, entry in enumerate(layers):
-        kwargs = {k: v for k, v in entry.items() if k != "type"}
-        try:
-            shape = LAYER_TYPES[entry["type"]](**kwargs).output_shape(shape)
-        except ConfigError as exc:
-            raise ArchitectureError(f"layer {i} ({entry['type']}): {exc}") from None
+        shape = _output_shape(i, entry, shape)
     return shape[0]
+
+
+def _output_shape(i, entry, input_shape):
+    """The per-sample output shape of layer ``i`` described by ``entry``; ArchitectureError if it cannot be."""
+    if not isinstance(entry, dict) or entry.get("type") not in LAYER_TYPES:
+        raise ArchitectureError(f"layer {i}: unknown layer {entry!r}; known types: {', '.join(LAYER_TYPES)}")
+    kwargs = {k: v for k, v in entry.items() if k != "type"}
+    try:
+        return LAYER_TYPES[entry["type"]](**kwargs).output_shape(input_shape)
+    except (ConfigError, TypeError) as exc:
+        raise ArchitectureError(f"layer {i} ({entry['type']}): {exc} (input shape {tuple(input_shape)})") from None

@@ -1,4 +1,4 @@
-"""The ``cycnn`` command line: train, evaluate, predict, summary.
+"""The ``cycnn`` command line: train, evaluate, predict, summary, export.
 
 Every problem the user can fix (a missing file, a bad flag value, a kernel larger than its input) ends the command
 with one line on stderr, ``cycnn: error: ...``, and exit code 2; ``main()`` is what turns exceptions into that.
@@ -50,9 +50,40 @@ def _setup_threads(threads):
     return set_threads(default_threads() if threads is None else threads)
 
 
-def _load_data(data_dir):
-    from cycnn.datasets import load_idx_dataset
-    return load_idx_dataset(data_dir)
+def _load_data(data_dir, dataset=None):
+    """A ``cycnn.datasets.Dataset``: the named dataset, the one in ``data_dir`` (IDX files or an image folder),
+    or the bundled MNIST."""
+    from cycnn.datasets import load_data
+    return load_data(data_dir, dataset)
+
+
+def _architecture(arch, layer_flags, data, num_classes):
+    """The description to train: the --arch file, the layer flags (unset ones take ``architecture.stack``'s
+    defaults, the reference network's values), or with neither the reference network's file fitted to the data's
+    image size and classes."""
+    from cycnn import architecture
+    input_shape = (1, *data.x_train.shape[1:])
+    given = {name: value for name, value in layer_flags.items() if value is not None}
+    if arch is not None:
+        if given:
+            raise ConfigError(f"--arch describes the layers; drop --{', --'.join(given)} or the --arch file")
+        spec = architecture.load_file(arch)
+    elif given:
+        parse = {"conv": ("conv_channels", _int_list), "kernel": ("kernel_sizes", _int_list),
+                 "dense": ("dense_units", _int_list), "dropout": ("dropouts", _float_list),
+                 "pool": ("pool_size", None), "padding": ("padding", None)}
+        kwargs = {parse[flag][0]: parse[flag][1](value, flag) if parse[flag][1] else value
+                  for flag, value in given.items()}
+        spec = architecture.stack(**kwargs, input_shape=input_shape, num_classes=num_classes)
+    else:
+        spec = architecture.fit_to_data(architecture.reference(), input_shape, num_classes)
+    if data.class_names is not None:
+        outputs = architecture.build(spec).num_classes
+        if outputs != len(data.class_names):
+            raise ConfigError(f"the architecture outputs {outputs} scores but the dataset has "
+                              f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
+        spec = {**spec, "class_names": list(data.class_names)}
+    return spec
 
 
 class _Progress(Callback):
@@ -139,23 +170,30 @@ def train(
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Random rotation and shift per image."),
     limit_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
     val_split: float = typer.Option(0.05, help="Fraction of the training images held out for validation."),
-    data_dir: Optional[Path] = typer.Option(None, help="A directory of IDX files in MNIST's layout "
-                                                       "[default: the bundled MNIST]."),
+    data_dir: Optional[Path] = typer.Option(None, help="A directory of IDX files in MNIST's layout, or of images "
+                                                       "with one subfolder per class (default: the bundled MNIST)."),
+    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist, or fashion-mnist (from Debian's "
+                                                     "dataset-fashion-mnist package)."),
     out: Path = typer.Option(Path("cycnn-model.npz"), help="Where to save the trained model."),
-    arch: Optional[Path] = typer.Option(None, help="Architecture file (JSON or TOML); overrides the layer flags."),
-    conv: str = typer.Option("32,64", help="Output channels of each conv block (conv + ReLU + max-pool)."),
-    kernel: str = typer.Option("3", help="Kernel size per conv layer (one value applies to all)."),
-    padding: int = typer.Option(0, help="Zero padding of every conv layer."),
-    pool: int = typer.Option(2, help="Max-pool window after each conv layer (1 for none)."),
-    dense: str = typer.Option("128", help="Widths of the hidden dense layers."),
-    dropout: str = typer.Option("0.2", help="Dropout after each hidden dense layer (one value applies to all)."),
+    arch: Optional[Path] = typer.Option(None, help="Architecture file (JSON or TOML) instead of the layer flags "
+                                                   "(default: the reference network's file)."),
+    conv: Optional[str] = typer.Option(None, help="Output channels of each conv block (conv + ReLU + max-pool) "
+                                                  "(reference: 32,64)."),
+    kernel: Optional[str] = typer.Option(None, help="Kernel size per conv layer (one value applies to all) "
+                                                    "(reference: 3)."),
+    padding: Optional[int] = typer.Option(None, help="Zero padding of every conv layer (reference: 0)."),
+    pool: Optional[int] = typer.Option(None, help="Max-pool window after each conv layer (1 for none) "
+                                                  "(reference: 2)."),
+    dense: Optional[str] = typer.Option(None, help="Widths of the hidden dense layers (reference: 128)."),
+    dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden dense layer (one value applies to "
+                                                     "all; reference: 0.2)."),
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: next to --out]."),
     checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
     json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
 ):
-    """Train a CNN (the reference network by default) on MNIST and save it."""
+    """Train a CNN (the reference network by default) on MNIST or another dataset and save it."""
     from cycnn import architecture
     from cycnn.checkpoint import load_checkpoint
     from cycnn.optimizers import make_optimizer
@@ -165,6 +203,7 @@ def train(
     if resume is not None:
         model, opt, state, config, run = load_checkpoint(resume)
         data_dir = Path(run["data_dir"]) if run.get("data_dir") else None
+        dataset = run.get("dataset")
         limit_train, val_split, out = run.get("limit_train"), run.get("val_split", val_split), Path(run["out"])
         checkpoint = resume
         checkpoint_every = run.get("checkpoint_every", checkpoint_every)
@@ -180,7 +219,8 @@ def train(
         opt = make_optimizer(optimizer, lr)
         state = None
     limiter = _setup_threads(threads)
-    x_train, y_train, x_test, y_test = _load_data(data_dir)
+    data = _load_data(data_dir, dataset)
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if limit_train is not None:
         x_train, y_train = x_train[:limit_train], y_train[:limit_train]
     n_val = int(len(x_train) * val_split)
@@ -190,21 +230,18 @@ def train(
         x_train, y_train = x_train[order[n_val:]], y_train[order[n_val:]]
     else:
         x_val = y_val = None
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    num_classes = (len(data.class_names) if data.class_names is not None
+                   else int(max(y_train.max(), y_test.max())) + 1)
     if resume is None:
-        if arch is not None:
-            spec = architecture.load_file(arch)
-        else:
-            spec = architecture.stack(_int_list(conv, "conv"), _int_list(kernel, "kernel"), pool,
-                                      _int_list(dense, "dense"), _float_list(dropout, "dropout"), padding,
-                                      input_shape=(1, *x_train.shape[1:]), num_classes=num_classes)
-        model = architecture.build(spec, seed=seed)
+        layer_flags = {"conv": conv, "kernel": kernel, "padding": padding, "pool": pool, "dense": dense,
+                       "dropout": dropout}
+        model = architecture.build(_architecture(arch, layer_flags, data, num_classes), seed=seed)
     if model.input_shape != (1, *x_train.shape[1:]) or model.num_classes < num_classes:
         raise ConfigError(f"the model takes {model.input_shape} inputs with {model.num_classes} classes; "
                           f"the data has {x_train.shape[1:]} images with {num_classes} classes")
     checkpoint = checkpoint or Path(_default_checkpoint(out))
-    run = {"data_dir": str(data_dir) if data_dir else None, "limit_train": limit_train, "val_split": val_split,
-           "out": str(out), "checkpoint_every": checkpoint_every}
+    run = {"data_dir": str(data_dir) if data_dir else None, "dataset": dataset, "limit_train": limit_train,
+           "val_split": val_split, "out": str(out), "checkpoint_every": checkpoint_every}
     progress = _Progress(quiet)
     checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run)
     trainer = Trainer(model, opt, config, [progress, checkpointer], state)
@@ -256,7 +293,9 @@ def _load_model(path):
 @app.command("evaluate")
 def evaluate_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
-    data_dir: Optional[Path] = typer.Option(None, help="IDX dataset directory [default: the bundled MNIST]."),
+    data_dir: Optional[Path] = typer.Option(None, help="IDX or image-folder dataset directory "
+                                                       "(default: the bundled MNIST)."),
+    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist or fashion-mnist."),
     threads: Optional[int] = typer.Option(None, help="Threads [default: all cores]."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
@@ -266,10 +305,15 @@ def evaluate_command(
 
     model = _load_model(model_path)
     limiter = _setup_threads(threads)
-    _, _, x_test, y_test = _load_data(data_dir)
+    data = _load_data(data_dir, dataset)
+    x_test, y_test = data.x_test, data.y_test
     if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
         raise ConfigError(f"{model_path}: the model takes {model.input_shape} inputs and {model.num_classes} "
                           f"classes; the test set has {x_test.shape[1:]} images with labels up to {y_test.max()}")
+    digits = [str(i) for i in range(model.num_classes)]
+    if data.class_names is not None and model.class_names not in (data.class_names, digits):
+        raise ConfigError(f"{model_path}: the model's classes ({', '.join(model.class_names)}) are not the "
+                          f"dataset's ({', '.join(data.class_names)})")
     probs = predict_images(model, x_test)
     del limiter
     predicted = probs.argmax(axis=1)
@@ -327,6 +371,22 @@ def summary(target: Path = typer.Argument(..., metavar="MODEL_OR_ARCH",
     else:
         model = _load_model(target)
     typer.echo(model.summary())
+
+
+@app.command()
+def export(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    out: Path = typer.Argument(..., metavar="OUT.onnx", help="Where to write the ONNX model."),
+    opset: int = typer.Option(13, help="ONNX opset version (13 or later)."),
+):
+    """Write the model as an ONNX file (input "image" (N, C, H, W) in [0, 1], output "probabilities")."""
+    from cycnn import onnx_export
+    onnx_export.require_onnx()
+    model = _load_model(model_path)
+    onnx_export.export(model, out, opset)
+    c, h, w = model.input_shape
+    typer.echo(f"wrote {out}: ONNX opset {opset}, input {onnx_export.INPUT_NAME!r} (N, {c}, {h}, {w}), "
+               f"output {onnx_export.OUTPUT_NAME!r} (N, {model.num_classes})")
 
 
 def main(argv=None):
