@@ -144,8 +144,12 @@ class Sequential:
             backward_times[first] = time.perf_counter() - start
         return grad
 
-    def predict_proba(self, x, batch_size=1000):
-        """Class probabilities for images x (N, C, H, W) or (N, H, W), in eval mode, batch by batch."""
+    def predict_proba(self, x, batch_size=128):
+        """Class probabilities for images x (N, C, H, W) or (N, H, W), in eval mode.
+
+        Any number of images can be passed; they go through the network ``batch_size`` at a time, which keeps the
+        im2col buffers small enough to stay in cache (and the process's memory flat) for large inputs.
+        """
         was_training = self.training
         self.eval()
         try:
@@ -158,7 +162,7 @@ class Sequential:
             if was_training:
                 self.train()
 
-    def predict(self, x, batch_size=1000):
+    def predict(self, x, batch_size=128):
         """The most probable class index for each image."""
         return self.predict_proba(x, batch_size).argmax(axis=1)
 

@@ -188,8 +188,8 @@ def predict_images(model, images, batch_size=1000):
     """Class probabilities for uint8 images (converted batch by batch) or for float inputs."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        return model.predict_proba(images, batch_size)
+        return model.predict_proba(images)
     out = np.empty((len(images), model.num_classes))
     for start in range(0, len(images), batch_size):
-        out[start:start + batch_size] = model.predict_proba(to_input(images[start:start + batch_size]), batch_size)
+        out[start:start + batch_size] = model.predict_proba(to_input(images[start:start + batch_size]))
     return out
