@@ -8,10 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cycnn.cli import app, main
+from cycnn.model import Sequential
 
 # 540 training images, 17 steps: a few seconds. With lr 0.003 the test accuracy measured 49-64% over seeds 0-3.
 TRAIN_ARGS = ["train", "--epochs", "1", "--limit-train", "600", "--val-split", "0.1", "--batch-size", "32",
-              "--lr", "0.003", "--conv", "8", "--dense", "32", "--json", "--quiet"]
+              "--lr", "0.003", "--conv", "8", "--kernel", "3", "--dense", "32", "--json", "--quiet"]
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -33,6 +34,16 @@ def test_train_prints_a_json_summary_and_saves_the_model(trained):
     assert 0 < summary["test_loss"] < np.log(10)
     assert summary["wall_s"] > 0 and summary["train_images_per_s"] > 0
     assert model_path.is_file() and model_path.with_name("m.ckpt.npz").is_file()
+
+
+def test_train_with_conv_widths_alone_uses_the_default_kernel_size(tmp_path):
+    """``--conv 8`` without ``--kernel``: the default kernel size (3) applies to the one conv layer."""
+    out = tmp_path / "one-conv.npz"
+    result = CliRunner().invoke(app, ["train", "--epochs", "1", "--limit-train", "200", "--val-split", "0",
+                                      "--conv", "8", "--dense", "32", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, f"{result.exception!r}\n{result.output}"
+    conv = Sequential.load(out).layers[0]
+    assert conv.out_channels == 8 and conv.kernel_size == (3, 3)
 
 
 def test_evaluate_json(trained):
