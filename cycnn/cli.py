@@ -121,6 +121,8 @@ class _Progress(Callback):
                 f"accuracy {record['train_accuracy']:.2%}")
         if "val_accuracy" in record:
             line += f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.2%}"
+        if "test_accuracy" in record:
+            line += f", test accuracy {record['test_accuracy']:.2%}"
         line += f", {record['wall_s']:.1f} s"
         if not self.quiet:
             typer.echo(line)
@@ -151,6 +153,26 @@ class _Checkpointer(Callback):
     def save(self, trainer):
         from cycnn.checkpoint import save_checkpoint
         save_checkpoint(self.path, trainer.model, trainer.optimizer, trainer.state, trainer.config, self.run)
+
+
+class _TargetAccuracy(Callback):
+    """Time to accuracy, as in DAWNBench: after each epoch, test accuracy; stop once it reaches the target.
+
+    The evaluation is not counted in the training time the run reports.
+    """
+
+    def __init__(self, x_test, y_test, target):
+        self.x_test, self.y_test, self.target = x_test, y_test, target
+        self.reached = None
+
+    def on_epoch_end(self, trainer, record):
+        from cycnn.training import evaluate
+        record["test_loss"], record["test_accuracy"] = evaluate(trainer.model, self.x_test, self.y_test)
+        trainer.model.train()
+        if self.reached is None and record["test_accuracy"] >= self.target:
+            self.reached = {"time_to_target_s": trainer.state.train_seconds, "target_epoch": record["epoch"],
+                            "target_accuracy": self.target}
+            trainer.stop_requested = True
 
 
 def _default_checkpoint(out):
@@ -190,6 +212,9 @@ def train(
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: next to --out]."),
     checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
+    target_accuracy: Optional[float] = typer.Option(None, help="Test after every epoch and stop at this test "
+                                                                "accuracy (e.g. 0.99); reports the training time "
+                                                                "it took."),
     json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
 ):
@@ -214,6 +239,8 @@ def train(
             raise ConfigError(f"--val-split must be in [0, 1), received {val_split}")
         if checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be 0 or more, received {checkpoint_every}")
+        if target_accuracy is not None and not 0 < target_accuracy <= 1:
+            raise ConfigError(f"--target-accuracy must be in (0, 1], received {target_accuracy}")
         config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer.lower(), lr=lr,
                              lr_schedule=lr_schedule, seed=seed, augment=augment)
         opt = make_optimizer(optimizer, lr)
@@ -244,7 +271,12 @@ def train(
            "val_split": val_split, "out": str(out), "checkpoint_every": checkpoint_every}
     progress = _Progress(quiet)
     checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run)
-    trainer = Trainer(model, opt, config, [progress, checkpointer], state)
+    callbacks = [progress, checkpointer]
+    target = None
+    if target_accuracy is not None:
+        target = _TargetAccuracy(x_test, y_test, target_accuracy)
+        callbacks.insert(0, target)
+    trainer = Trainer(model, opt, config, callbacks, state)
     if not quiet:
         typer.echo(f"cycnn {__version__}: training on {len(x_train):,} images "
                    f"({n_val:,} held out for validation), {model.parameter_count:,} parameters, "
@@ -265,22 +297,29 @@ def train(
     finally:
         signal.signal(signal.SIGINT, previous)
         progress.close()
-    if trainer.stop_requested and trainer.state.epoch < config.epochs:
+    reached = target.reached if target is not None else None
+    if trainer.stop_requested and trainer.state.epoch < config.epochs and reached is None:
         checkpointer.save(trainer)
         typer.echo(f"interrupted at epoch {trainer.state.epoch + 1}, step {trainer.state.step}; "
                    f"resume with: cycnn train --resume {checkpoint}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     test_loss, test_acc = evaluate(model, x_test, y_test)
     images = sum(len(x_train) for _ in trainer.state.history)
-    summary = {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": config.epochs,
+    summary = {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": trainer.state.epoch,
                "wall_s": time.perf_counter() - started, "train_seconds": trainer.state.train_seconds,
                "train_images_per_s": images / max(trainer.state.train_seconds, 1e-9),
                "model": str(out), "history": trainer.state.history}
+    if target is not None:
+        summary.update(reached or {"time_to_target_s": None, "target_accuracy": target_accuracy})
     model.save(out, metadata={"test_accuracy": test_acc, "test_loss": test_loss, "train": config.to_dict(),
                               "history": trainer.state.history})
     del limiter
     typer.echo(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}); "
                f"{summary['train_images_per_s']:,.0f} images/s; model saved to {out}")
+    if target is not None:
+        typer.echo(f"reached {target_accuracy:.2%} test accuracy after {reached['time_to_target_s']:.1f} s of "
+                   f"training (epoch {reached['target_epoch']})" if reached else
+                   f"did not reach {target_accuracy:.2%} test accuracy in {config.epochs} epochs")
     if json_output:
         typer.echo(json.dumps(summary))
 
