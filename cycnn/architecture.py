@@ -90,10 +90,11 @@ def load_file(path):
     return config
 
 
-def stack(conv_channels=(32, 64), kernel_sizes=(3, 3), pool_size=2, dense_units=(128,), dropouts=(0.2,),
+def stack(conv_channels=(32, 64), kernel_sizes=(3,), pool_size=2, dense_units=(128,), dropouts=(0.2,),
           padding=0, input_shape=(1, 28, 28), num_classes=10):
     """Describe a conv stack: per conv layer a Conv (ReLU) + MaxPool block, then Flatten, hidden Dense (ReLU)
-    layers each followed by its Dropout (skipped at 0), and the output Dense layer."""
+    layers each followed by its Dropout (skipped at 0), and the output Dense layer. A single kernel size or
+    dropout rate applies to every layer; the defaults describe the reference network."""
     conv_channels, kernel_sizes = list(conv_channels), list(kernel_sizes)
     dense_units, dropouts = list(dense_units), list(dropouts)
     if len(kernel_sizes) == 1 and len(conv_channels) > 1:

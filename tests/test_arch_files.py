@@ -90,6 +90,7 @@ def test_the_shipped_reference_file_is_what_stack_describes_by_default():
     reference = architecture.reference()
     assert reference == architecture.stack()
     assert architecture.build(reference).parameter_count == 225_034
+    assert architecture.stack(conv_channels=(8,))["layers"][0]["kernel_size"] == [3, 3]  # one size applies to all
 
 
 def test_fitting_the_reference_to_mnist_changes_nothing():
