@@ -217,6 +217,17 @@ def train(
                                                                 "it took."),
     json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
+    log: Optional[Path] = typer.Option(None, help="The training log, JSON lines [default: next to --out, "
+                                                  "<name>.log.jsonl]."),
+    log_every: int = typer.Option(50, help="Write a step record to the log every N steps."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each layer's forward and backward time "
+                                                                "at the end of each epoch."),
+    live: bool = typer.Option(False, "--live", help="Serve a page on 127.0.0.1 that shows the training as it "
+                                                    "happens."),
+    port: int = typer.Option(8765, help="Port of the --live page (0: any free port)."),
+    live_interval: float = typer.Option(2.0, help="Seconds between two snapshots for the --live page."),
+    keep_serving: bool = typer.Option(False, "--keep-serving", help="Keep the --live page up after training, "
+                                                                   "until Ctrl+C."),
 ):
     """Train a CNN (the reference network by default) on MNIST or another dataset and save it."""
     from cycnn import architecture
@@ -232,6 +243,8 @@ def train(
         limit_train, val_split, out = run.get("limit_train"), run.get("val_split", val_split), Path(run["out"])
         checkpoint = resume
         checkpoint_every = run.get("checkpoint_every", checkpoint_every)
+        log = log or (Path(run["log"]) if run.get("log") else None)
+        log_every = run.get("log_every", log_every)
     else:
         if limit_train is not None and limit_train < 1:
             raise ConfigError(f"--limit-train must be a positive integer, received {limit_train}")
@@ -267,11 +280,18 @@ def train(
         raise ConfigError(f"the model takes {model.input_shape} inputs with {model.num_classes} classes; "
                           f"the data has {x_train.shape[1:]} images with {num_classes} classes")
     checkpoint = checkpoint or Path(_default_checkpoint(out))
+    log = log or out.with_name(out.stem + ".log.jsonl")
     run = {"data_dir": str(data_dir) if data_dir else None, "dataset": dataset, "limit_train": limit_train,
-           "val_split": val_split, "out": str(out), "checkpoint_every": checkpoint_every}
+           "val_split": val_split, "out": str(out), "checkpoint_every": checkpoint_every, "log": str(log),
+           "log_every": log_every}
     progress = _Progress(quiet)
     checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run)
-    callbacks = [progress, checkpointer]
+    callbacks = [progress, checkpointer, *_watchers(run, log, log_every, resume is not None, verbose, len(x_train),
+                                                    n_val)]
+    if live:
+        live_view = _start_live(port, live_interval, x_test, y_test, f"{model.parameter_count:,}-parameter CNN, "
+                                f"{config.epochs} epoch(s) on {len(x_train):,} images")
+        callbacks.append(live_view)
     target = None
     if target_accuracy is not None:
         target = _TargetAccuracy(x_test, y_test, target_accuracy)
@@ -280,7 +300,7 @@ def train(
     if not quiet:
         typer.echo(f"cycnn {__version__}: training on {len(x_train):,} images "
                    f"({n_val:,} held out for validation), {model.parameter_count:,} parameters, "
-                   f"checkpoints in {checkpoint}")
+                   f"checkpoints in {checkpoint}, log in {log}")
         if resume is not None:
             typer.echo(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step + 1}")
 
@@ -293,6 +313,8 @@ def train(
         trainer.fit(x_train, y_train, x_val, y_val)
     except TrainingDiverged as exc:
         progress.close()
+        if live:
+            live_view.finish(trainer, status="failed")
         raise TrainingDiverged(f"{exc}; the last good checkpoint is {checkpoint}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -322,6 +344,47 @@ def train(
                    f"did not reach {target_accuracy:.2%} test accuracy in {config.epochs} epochs")
     if json_output:
         typer.echo(json.dumps(summary))
+    if live:
+        live_view.finish(trainer, status="finished", test_accuracy=test_acc, test_loss=test_loss)
+        _stop_live(live_view.server, keep_serving)
+
+
+def _watchers(run, log, log_every, resumed, verbose, n_train, n_val):
+    """The callbacks that record what the layers do: the training log and, with --verbose, the timing table."""
+    from cycnn.runlog import LayerTimes, RunLog
+    if log_every < 1:
+        raise ConfigError(f"--log-every must be a positive number of steps, received {log_every}")
+    info = {key: run[key] for key in ("data_dir", "dataset", "limit_train", "val_split", "out")}
+    watchers = [RunLog(log, log_every, {**info, "train_images": n_train, "val_images": n_val}, append=resumed)]
+    if verbose:
+        watchers.append(LayerTimes(typer.echo))
+    return watchers
+
+
+def _start_live(port, interval, x_test, y_test, title):
+    """Start the --live page's server and return the callback that feeds it (probe: the first 16 test images)."""
+    from cycnn.live import LiveServer, LiveView
+    if not interval > 0:
+        raise ConfigError(f"--live-interval must be a positive number of seconds, received {interval}")
+    server = LiveServer(port)
+    typer.echo(f"live view: {server.url}")
+    return LiveView(server, x_test[:16], y_test[:16], interval=interval, title=title)
+
+
+def _stop_live(server, keep_serving):
+    """Stop the --live server once an open page has seen the final state, or with --keep-serving at Ctrl+C."""
+    if not keep_serving:
+        server.wait_until_seen(timeout=3.0)
+        server.stop()
+        return
+    typer.echo(f"training done; the live view stays at {server.url} until Ctrl+C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def _load_model(path):
@@ -426,6 +489,116 @@ def export(
     c, h, w = model.input_shape
     typer.echo(f"wrote {out}: ONNX opset {opset}, input {onnx_export.INPUT_NAME!r} (N, {c}, {h}, {w}), "
                f"output {onnx_export.OUTPUT_NAME!r} (N, {model.num_classes})")
+
+
+def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
+    """What ``visualize`` and ``report`` draw: returns (model, log path or None, test labels, test probabilities,
+    the pictures as a generator)."""
+    import re
+
+    from cycnn.datasets import to_input
+    from cycnn.images import prepare_for_model
+    from cycnn.runlog import read_log
+    from cycnn.training import predict_images
+    from cycnn.visualize import pictures
+
+    if count < 1:
+        raise ConfigError(f"--count must be a positive integer, received {count}")
+    model = _load_model(model_path)
+    if log is None:
+        beside = model_path.with_name(model_path.stem + ".log.jsonl")
+        log = beside if beside.is_file() else None
+    records = read_log(log) if log is not None else None
+    limiter = _setup_threads(None)
+    data = _load_data(data_dir, dataset)
+    x_test, y_test = data.x_test, data.y_test
+    if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
+        raise ConfigError(f"{model_path}: the model takes {model.input_shape} inputs and {model.num_classes} "
+                          f"classes; the test set has {x_test.shape[1:]} images with labels up to {y_test.max()}")
+    probs = predict_images(model, x_test)
+    del limiter
+    inputs = to_input(x_test)
+    chosen = []
+    for i in index or ([] if image else [0]):
+        if not 0 <= i < len(x_test):
+            raise ConfigError(f"--index must be a test image number from 0 to {len(x_test) - 1}, received {i}")
+        chosen.append((f"test{i}", f"test image #{i} (label {model.class_names[y_test[i]]})", inputs[i]))
+    for path in image:
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)
+        chosen.append((f"image_{slug}", path.name, prepare_for_model(path, model.input_shape)))
+    return model, log, y_test, probs, pictures(model, inputs, y_test, probs, chosen, records, count)
+
+
+@app.command()
+def visualize(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    out: Path = typer.Option(..., "--out", help="Directory for the PNG files (created if missing)."),
+    log: Optional[Path] = typer.Option(None, help="The training log, for the training curves [default: the "
+                                                  "model's <name>.log.jsonl if it exists]."),
+    index: List[int] = typer.Option([], "--index", help="A test image to follow through the network "
+                                                        "(repeatable) [default: 0]."),
+    image: List[Path] = typer.Option([], "--image", help="An image file of a digit to follow through the "
+                                                         "network (repeatable)."),
+    count: int = typer.Option(24, help="Images in the predictions and most-confused grids."),
+    data_dir: Optional[Path] = typer.Option(None, help="IDX or image-folder dataset directory "
+                                                       "(default: the bundled MNIST)."),
+    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist or fashion-mnist."),
+):
+    """Write PNG pictures of a model: kernels, the convolution at work, feature maps, dense activations,
+    predictions, mistakes, the confusion matrix and, from the log, the training curves."""
+    from cycnn.serialization import write_atomic
+    from cycnn.visualize import png_bytes
+
+    model, log, _, _, pictures = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    written = 0
+    for picture in pictures:
+        path = out / f"{picture.name}.png"
+        png = png_bytes(picture.figure)
+        write_atomic(path, lambda fh: fh.write(png))
+        typer.echo(f"{path}: {picture.title}")
+        written += 1
+    if log is None:
+        typer.echo("no training log (give one with --log): no training curves", err=True)
+    typer.echo(f"wrote {written} pictures to {out}")
+
+
+@app.command()
+def report(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    out: Path = typer.Option(..., "--out", help="The HTML file to write."),
+    log: Optional[Path] = typer.Option(None, help="The training log [default: the model's <name>.log.jsonl if it "
+                                                  "exists]."),
+    index: List[int] = typer.Option([], "--index", help="A test image to follow through the network "
+                                                        "(repeatable) [default: 0]."),
+    image: List[Path] = typer.Option([], "--image", help="An image file of a digit to follow (repeatable)."),
+    count: int = typer.Option(24, help="Images in the predictions and most-confused grids."),
+    data_dir: Optional[Path] = typer.Option(None, help="IDX or image-folder dataset directory "
+                                                       "(default: the bundled MNIST)."),
+    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist or fashion-mnist."),
+):
+    """Write one self-contained HTML page (opens offline) with every picture of ``visualize``."""
+    from cycnn import report as html_report
+    from cycnn.runlog import read_log
+    from cycnn.visualize import png_bytes
+
+    model, log, labels, probs, pictures = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
+    figures = [(p.name, p.title, p.caption, png_bytes(p.figure)) for p in pictures]
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
+    facts = [("model", str(model_path)), ("parameters", f"{model.parameter_count:,}"),
+             ("test accuracy", f"{np.mean(probs.argmax(axis=1) == labels):.2%} on {len(labels):,} images "
+                               f"(loss {-np.mean(np.log(picked)):.4f})")]
+    if log is not None:
+        run = read_log(log)[0]
+        train = run.get("train", {})
+        facts += [("training", f"{train.get('epochs')} epoch(s) of batch {train.get('batch_size')} on "
+                               f"{run.get('train_images', '?'):,} images, {train.get('optimizer')} lr "
+                               f"{train.get('lr')} ({train.get('lr_schedule')}), seed {train.get('seed')}"),
+                  ("training log", str(log))]
+    facts.append(("written by", f"cycnn {__version__}, {time.strftime('%Y-%m-%d %H:%M')}"))
+    html_report.write(out, html_report.render(f"cycnn report: {model_path.name}", facts, model.summary(), figures))
+    typer.echo(f"wrote {out}: {len(figures)} pictures in one page")
 
 
 def main(argv=None):
