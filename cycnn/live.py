@@ -45,9 +45,9 @@ class LiveServer:
                              "choose another --port (0 picks a free one)") from None
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
-        self.snapshot, self.version, self.served_version = b"{}", 0, -1
+        self.snapshot, self.version, self.served_version = b'{"status": "starting", "step": 0, "version": 0}', 0, -1
         self.served = threading.Condition()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="cycnn-live", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="cycnn-live", daemon=True)
         self.thread.start()
 
     @property
@@ -122,7 +122,7 @@ class LiveView(Callback):
     the page shows; the first image is the probe whose feature maps and activations it shows.
     """
 
-    def __init__(self, server, probe_images, probe_labels, interval=DEFAULT_INTERVAL, curve_every=10, title=""):
+    def __init__(self, server, probe_images, probe_labels, interval=DEFAULT_INTERVAL, curve_every=5, title=""):
         if not interval > 0:
             raise CycnnError(f"the live view's interval must be a positive number of seconds, received {interval!r}")
         self.server, self.interval, self.curve_every, self.title = server, float(interval), curve_every, title
@@ -272,7 +272,7 @@ PAGE = r"""<!DOCTYPE html>
   .badge.failed { background: #cf222e; }
   #bar { height: 4px; background: #d0d7de; border-radius: 2px; margin: 2px 0 12px; }
   #bar div { height: 4px; background: #0969da; border-radius: 2px; width: 0; }
-  .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 12px; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 12px; }
   .panel { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 10px 12px; }
   .wide { grid-column: 1 / -1; }
   canvas { display: block; width: 100%; }
@@ -294,7 +294,7 @@ PAGE = r"""<!DOCTYPE html>
   <div class="panel"><h2 id="kernels-title">First-layer kernels</h2><canvas id="kernels" height="180"></canvas>
     <p class="note">red: the output rises with the pixel's brightness, blue: it falls</p></div>
   <div class="panel"><h2>Predictions on a fixed batch of test images</h2><canvas id="batch" height="180"></canvas>
-    <p class="note">predicted digit and its probability; red frame: wrong</p></div>
+    <p class="note">the predicted class and its probability; red frame: wrong (with the true class)</p></div>
   <div class="panel wide"><h2>Feature maps of the probe image</h2><div class="maps" id="maps"></div>
     <p class="note">each layer's channels on one colour scale: bright where the channel's pattern was found</p></div>
   <div class="panel wide"><h2>Dense layers for the probe image</h2><div id="dense"></div></div>
@@ -342,11 +342,13 @@ function ticks(lo, hi, n) {
 function chart(canvas, series, opts) {
   const [ctx, W, H] = fit(canvas), L = 52, R = 12, T = 8, B = 28;
   const pts = series.flatMap(s => s.points);
-  if (!pts.length) { ctx.fillStyle = GREY; ctx.fillText("waiting for the first steps...", L, H / 2); return; }
+  if (!pts.length) { ctx.font = "13px system-ui, sans-serif"; ctx.fillStyle = GREY;
+    ctx.fillText("waiting for the first steps...", L, H / 2); return; }
   let xmax = Math.max(opts.xmax || 0, ...pts.map(p => p[0])), ymin = opts.ymin, ymax = opts.ymax;
   if (ymin === undefined) ymin = Math.min(...pts.map(p => p[1]));
   if (ymax === undefined) ymax = Math.max(...pts.map(p => p[1]));
   if (ymax <= ymin) ymax = ymin + 1;
+  if (opts.ymax === undefined) ymax += 0.05 * (ymax - ymin);  // headroom above the highest point
   const X = x => L + (W - L - R) * x / Math.max(xmax, 1), Y = y => T + (H - T - B) * (1 - (y - ymin) / (ymax - ymin));
   ctx.font = "11px system-ui, sans-serif"; ctx.strokeStyle = "#d0d7de"; ctx.fillStyle = "#59636e"; ctx.lineWidth = 1;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
@@ -372,31 +374,32 @@ function drawKernels(d) {
   if (!k) { const [ctx] = fit(canvas); ctx.fillText("this model has no convolution layer", 10, 20); return; }
   document.getElementById("kernels-title").textContent =
     `First-layer kernels: ${k.count} of ${k.h}×${k.w}` + (k.in_channels > 1 ? " (summed over input channels)" : "");
-  const cols = Math.min(k.count, 16), rows = Math.ceil(k.count / cols);
+  const cols = Math.min(k.count, k.count <= 32 ? 8 : 16), rows = Math.ceil(k.count / cols);
   canvas.style.height = "auto";
-  const W = canvas.clientWidth, scale = Math.max(2, Math.floor((W - 4 * cols) / cols / k.w));
+  const W = canvas.clientWidth, scale = Math.max(2, Math.min(20, Math.floor((W - 8 * cols) / cols / k.w)));
   canvas.style.height = (rows * (k.h * scale + 4)) + "px";
   const [ctx] = fit(canvas), limit = Math.max(1e-12, ...k.values.map(Math.abs));
   for (let c = 0; c < k.count; c++) {
     const levels = k.values.slice(c * k.h * k.w, (c + 1) * k.h * k.w).map(v => Math.round((v / limit + 1) * 127.5));
-    tile(ctx, levels, k.w, k.h, (c % cols) * (k.w * scale + 4), Math.floor(c / cols) * (k.h * scale + 4), scale,
+    tile(ctx, levels, k.w, k.h, (c % cols) * (k.w * scale + 8), Math.floor(c / cols) * (k.h * scale + 4), scale,
          LUTS.rdbu);
   }
 }
 function drawBatch(d) {
   const p = d.probe, canvas = document.getElementById("batch"), pixels = bytes(p.pixels), n = p.count;
   const cols = Math.min(n, 8), rows = Math.ceil(n / cols), W = canvas.clientWidth;
-  const cell = Math.floor(W / cols), scale = Math.max(1, Math.floor((cell - 10) / p.w));
-  canvas.style.height = rows * (p.h * scale + 26) + "px";
+  const cell = Math.floor(W / cols), scale = Math.max(1, Math.min(3, Math.floor((cell - 12) / p.w)));
+  const rowHeight = p.h * scale + 36;
+  canvas.style.height = rows * rowHeight + "px";
   const [ctx] = fit(canvas); ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center";
   for (let i = 0; i < n; i++) {
-    const x = (i % cols) * cell + (cell - p.w * scale) / 2, y = Math.floor(i / cols) * (p.h * scale + 26) + 18;
+    const x = (i % cols) * cell + (cell - p.w * scale) / 2, y = Math.floor(i / cols) * rowHeight + 16;
     tile(ctx, pixels.subarray(i * p.h * p.w, (i + 1) * p.h * p.w), p.w, p.h, x, y, scale, LUTS.ink);
     const right = p.predicted[i] === p.labels[i];
     ctx.strokeStyle = ctx.fillStyle = right ? GREEN : RED; ctx.lineWidth = right ? 1 : 3;
     ctx.strokeRect(x, y, p.w * scale, p.h * scale);
-    ctx.fillText(`${d.class_names[p.predicted[i]]} ${Math.round(100 * p.confidence[i])}%` +
-                 (right ? "" : ` (is ${d.class_names[p.labels[i]]})`), x + p.w * scale / 2, y - 5);
+    ctx.fillText(`${d.class_names[p.predicted[i]]}  ${Math.round(100 * p.confidence[i])}%`, x + p.w * scale / 2, y - 4);
+    if (!right) ctx.fillText(`true ${d.class_names[p.labels[i]]}`, x + p.w * scale / 2, y + p.h * scale + 14);
   }
 }
 function drawMaps(d) {
@@ -409,7 +412,7 @@ function drawMaps(d) {
   for (const m of d.maps) {
     const f = document.createElement("figure"), canvas = document.createElement("canvas"), data = bytes(m.data);
     const cols = Math.ceil(Math.sqrt(m.shown * 2)), rows = Math.ceil(m.shown / cols);
-    const scale = Math.max(1, Math.round(24 / Math.max(m.h, m.w)));
+    const scale = Math.max(1, Math.round(40 / Math.max(m.h, m.w)));
     canvas.style.width = cols * (m.w * scale + 2) + "px"; canvas.style.height = rows * (m.h * scale + 2) + "px";
     f.append(canvas); const caption = document.createElement("figcaption");
     caption.textContent = `${m.layer}: ${m.channels} × ${m.h}×${m.w}` + (m.shown < m.channels ? ` (first ${m.shown})` : "");
@@ -471,7 +474,8 @@ async function poll() {
     const response = await fetch("data.json", { cache: "no-store" });
     const d = await response.json();
     document.getElementById("conn").textContent = "";
-    if (d.version !== lastVersion) { lastVersion = d.version; last = d; draw(d); }
+    if (!d.curve) document.getElementById("status").textContent = "the run is starting...";
+    else if (d.version !== lastVersion) { lastVersion = d.version; last = d; draw(d); }
     if (d.status === "finished" || d.status === "stopped" || d.status === "failed") wait = 3000;
   } catch (e) {
     if (last) document.getElementById("conn").textContent = "the run's server has stopped: this is its last state";

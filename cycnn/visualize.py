@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
-from cycnn.layers import Conv2D, Dense, MaxPool2D
+from cycnn.layers import Conv2D, Dense, MaxPool2D, ReLU
 from cycnn.losses import softmax
 from cycnn.metrics import confusion_matrix
 from cycnn.runlog import latest
@@ -200,9 +200,12 @@ def convolution_figure(model, image, caption, kernels=4):
                     activation=None, dtype=np.float64)
     linear.params = {k: np.asarray(v, dtype=np.float64) for k, v in layer.params.items()}
     before = linear(np.asarray(layer_input, dtype=np.float64)[None])[0]
-    after = np.maximum(before, 0) if layer.activation == "relu" else before
-    following = model.layers[index + 1] if index + 1 < len(model.layers) else None
-    pooled = outputs[index + 1] if isinstance(following, MaxPool2D) else None
+    relu_layer = index + 1 < len(model.layers) and isinstance(model.layers[index + 1], ReLU)
+    relu = layer.activation == "relu" or relu_layer
+    after = np.maximum(before, 0) if relu else before
+    pool_at = index + 2 if relu_layer else index + 1
+    pool_layer = model.layers[pool_at] if pool_at < len(model.layers) else None
+    pooled = outputs[pool_at] if isinstance(pool_layer, MaxPool2D) else None
     # the channels whose maps vary most, among those with something left after the ReLU
     spread = before.reshape(len(before), -1).std(axis=1)
     peaks = after.reshape(len(after), -1).max(axis=1)
@@ -210,7 +213,7 @@ def convolution_figure(model, image, caption, kernels=4):
     chosen = np.argsort(-spread, kind="stable")[:min(kernels, len(before))]
 
     columns = ["input", "kernel", "feature map", "after ReLU", "after max-pool"]
-    if layer.activation != "relu":
+    if not relu:
         columns.remove("after ReLU")
     if pooled is None:
         columns.remove("after max-pool")
@@ -252,7 +255,7 @@ def convolution_figure(model, image, caption, kernels=4):
                       "kernel": f"∗ kernel {kernel.shape[0]}×{kernel.shape[1]}{channel_note}",
                       "feature map": f"+ bias = map {before.shape[1]}×{before.shape[2]}",
                       "after ReLU": "→ ReLU: max(0, x)",
-                      "after max-pool": (f"→ max-pool {following.pool_size[0]}×{following.pool_size[1]}: "
+                      "after max-pool": (f"→ max-pool {pool_layer.pool_size[0]}×{pool_layer.pool_size[1]}: "
                                          f"{pooled.shape[1]}×{pooled.shape[2]}" if pooled is not None else "")}
             for name, ax in cells.items():
                 ax.set_title(titles[name], fontsize=10)
@@ -362,8 +365,8 @@ def most_confused_figure(images, labels, probs, class_names, count=24):
     wrong = np.flatnonzero(predicted != labels)
     order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
     columns = max(1, min(len(order), 8))
-    figure = Figure(figsize=(1.6 * columns + 0.4, 2.0 * max(1, math.ceil(len(order) / columns)) + 0.8),
-                    layout="constrained")
+    size = (1.6 * columns + 0.4, 2.0 * math.ceil(len(order) / columns) + 0.8) if len(order) else (9, 2.5)
+    figure = Figure(figsize=size, layout="constrained")
     if not len(order):
         ax = figure.add_subplot()
         ax.text(0.5, 0.5, f"no misclassified images among the {len(labels):,} test images", ha="center",
