@@ -3,7 +3,9 @@
 Every problem the user can fix (a missing file, a bad flag value, a kernel larger than its input) ends the command
 with one line on stderr, ``cycnn: error: ...``, and exit code 2; ``main()`` is what turns exceptions into that.
 """
+import hashlib
 import json
+import os
 import signal
 import sys
 import time
@@ -138,10 +140,11 @@ class _Progress(Callback):
 
 
 class _Checkpointer(Callback):
-    """Writes a checkpoint every N steps and at each epoch's end."""
+    """Writes a checkpoint every N steps and at each epoch's end; ``written`` says whether a good one exists."""
 
-    def __init__(self, path, every, run):
+    def __init__(self, path, every, run, resumed=False):
         self.path, self.every, self.run = path, every, run
+        self.written = resumed  # a resumed run starts from the good checkpoint at this path
 
     def on_step_end(self, trainer, info):
         if self.every and trainer.state.global_step % self.every == 0:
@@ -153,6 +156,7 @@ class _Checkpointer(Callback):
     def save(self, trainer):
         from cycnn.checkpoint import save_checkpoint
         save_checkpoint(self.path, trainer.model, trainer.optimizer, trainer.state, trainer.config, self.run)
+        self.written = True
 
 
 class _TargetAccuracy(Callback):
@@ -180,8 +184,39 @@ def _default_checkpoint(out):
     return str(out.with_name(out.stem + ".ckpt.npz"))
 
 
+# What a checkpoint fixes: a resumed run takes these from the checkpoint, so giving them again is an error.
+RUN_SETTINGS = ("epochs", "batch_size", "lr", "optimizer", "lr_schedule", "seed", "augment", "limit_train",
+                "val_split", "data_dir", "dataset", "out", "arch", "conv", "kernel", "padding", "pool", "dense",
+                "dropout", "checkpoint", "checkpoint_every")
+
+
+def _given_on_command_line(ctx, names):
+    return [name for name in names if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+
+
+def _check_writable(path, flag):
+    """Fail before training rather than after it when ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write in {parent}")
+
+
+def _data_fingerprint(images, labels):
+    """SHA-256 of the training images and labels, so that a resumed run can check it sees the same data."""
+    digest = hashlib.sha256(f"{images.shape}{images.dtype}{labels.dtype}".encode())
+    digest.update(np.ascontiguousarray(images))
+    digest.update(np.ascontiguousarray(labels))
+    return digest.hexdigest()
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     epochs: int = typer.Option(5, help="Passes over the training set."),
     batch_size: int = typer.Option(64, help="Images per step."),
     lr: float = typer.Option(0.001, help="Learning rate."),
@@ -237,6 +272,10 @@ def train(
 
     started = time.perf_counter()
     if resume is not None:
+        fixed = _given_on_command_line(ctx, RUN_SETTINGS)
+        if fixed:
+            raise ConfigError(f"--resume continues the run with the settings stored in {resume}; drop "
+                              + ", ".join("--" + name.replace("_", "-") for name in fixed))
         model, opt, state, config, run = load_checkpoint(resume)
         data_dir = Path(run["data_dir"]) if run.get("data_dir") else None
         dataset = run.get("dataset")
@@ -280,12 +319,19 @@ def train(
         raise ConfigError(f"the model takes {model.input_shape} inputs with {model.num_classes} classes; "
                           f"the data has {x_train.shape[1:]} images with {num_classes} classes")
     checkpoint = checkpoint or Path(_default_checkpoint(out))
+    _check_writable(out, "--out")
+    _check_writable(checkpoint, "--checkpoint")
+    fingerprint = _data_fingerprint(x_train, y_train)
+    if resume is not None and run.get("data_sha256", fingerprint) != fingerprint:
+        raise ConfigError(f"{resume}: the training data differs from the data this run started with; a resumed "
+                          "run must see the same images to continue exactly")
     log = log or out.with_name(out.stem + ".log.jsonl")
     run = {"data_dir": str(data_dir) if data_dir else None, "dataset": dataset, "limit_train": limit_train,
            "val_split": val_split, "out": str(out), "checkpoint_every": checkpoint_every, "log": str(log),
            "log_every": log_every}
     progress = _Progress(quiet)
-    checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run)
+    run["data_sha256"] = fingerprint
+    checkpointer = _Checkpointer(str(checkpoint), checkpoint_every, run, resumed=resume is not None)
     callbacks = [progress, checkpointer, *_watchers(run, log, log_every, resume is not None, verbose, len(x_train),
                                                     n_val)]
     if live:
@@ -305,19 +351,24 @@ def train(
             typer.echo(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step + 1}")
 
     def request_stop(signum, frame):
+        """Ctrl-C or SIGTERM: finish the current step, then checkpoint and exit. A second Ctrl-C aborts."""
         trainer.stop_requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = signal.signal(signal.SIGINT, request_stop)
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        trainer.fit(x_train, y_train, x_val, y_val)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a divergence is reported below
+            trainer.fit(x_train, y_train, x_val, y_val)
     except TrainingDiverged as exc:
         progress.close()
         if live:
             live_view.finish(trainer, status="failed")
-        raise TrainingDiverged(f"{exc}; the last good checkpoint is {checkpoint}") from None
+        kept = (f"the last good checkpoint is {checkpoint}" if checkpointer.written
+                else "no checkpoint was written before it")
+        raise TrainingDiverged(f"{exc}; {kept}") from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         progress.close()
     reached = target.reached if target is not None else None
     if trainer.stop_requested and trainer.state.epoch < config.epochs and reached is None:

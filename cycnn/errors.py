@@ -22,7 +22,12 @@ class ImageError(CycnnError):
 
 
 class ModelFileError(CycnnError):
-    """A model or checkpoint file that is missing, truncated, foreign or tampered with."""
+    """A model or checkpoint file that is missing, truncated, foreign or tampered with, or weights that cannot be
+    saved (NaN or infinite values)."""
+
+
+class OutputError(CycnnError):
+    """A file cycnn cannot write: a directory in the way, no permission, a full disk."""
 
 
 class TrainingDiverged(CycnnError):
