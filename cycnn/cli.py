@@ -223,7 +223,7 @@ def train(
     optimizer: str = typer.Option("adam", help="adam or sgd (with momentum 0.9)."),
     lr_schedule: str = typer.Option("cosine", help="constant, or cosine decay to 0 over the run."),
     seed: int = typer.Option(0, help="Seed for initialization, data order, augmentation and dropout."),
-    threads: Optional[int] = typer.Option(None, help="Threads for the kernels and BLAS [default: all cores]."),
+    threads: Optional[int] = typer.Option(None, help="Threads for the kernels and BLAS (default: all cores)."),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Random rotation and shift per image."),
     limit_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
     val_split: float = typer.Option(0.05, help="Fraction of the training images held out for validation."),
@@ -244,7 +244,7 @@ def train(
     dense: Optional[str] = typer.Option(None, help="Widths of the hidden dense layers (reference: 128)."),
     dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden dense layer (one value applies to "
                                                      "all; reference: 0.2)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: next to --out]."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: next to --out)."),
     checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
     target_accuracy: Optional[float] = typer.Option(None, help="Test after every epoch and stop at this test "
@@ -252,8 +252,8 @@ def train(
                                                                 "it took."),
     json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
-    log: Optional[Path] = typer.Option(None, help="The training log, JSON lines [default: next to --out, "
-                                                  "<name>.log.jsonl]."),
+    log: Optional[Path] = typer.Option(None, help="The training log, JSON lines (default: next to --out, "
+                                                  "<name>.log.jsonl)."),
     log_every: int = typer.Option(50, help="Write a step record to the log every N steps."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each layer's forward and backward time "
                                                                 "at the end of each epoch."),
@@ -449,7 +449,7 @@ def evaluate_command(
     data_dir: Optional[Path] = typer.Option(None, help="IDX or image-folder dataset directory "
                                                        "(default: the bundled MNIST)."),
     dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist or fashion-mnist."),
-    threads: Optional[int] = typer.Option(None, help="Threads [default: all cores]."),
+    threads: Optional[int] = typer.Option(None, help="Threads (default: all cores)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on the test set."""
@@ -584,10 +584,10 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
 def visualize(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
     out: Path = typer.Option(..., "--out", help="Directory for the PNG files (created if missing)."),
-    log: Optional[Path] = typer.Option(None, help="The training log, for the training curves [default: the "
-                                                  "model's <name>.log.jsonl if it exists]."),
+    log: Optional[Path] = typer.Option(None, help="The training log, for the training curves (default: the "
+                                                  "model's <name>.log.jsonl if it exists)."),
     index: List[int] = typer.Option([], "--index", help="A test image to follow through the network "
-                                                        "(repeatable) [default: 0]."),
+                                                        "(repeatable) (default: 0)."),
     image: List[Path] = typer.Option([], "--image", help="An image file of a digit to follow through the "
                                                          "network (repeatable)."),
     count: int = typer.Option(24, help="Images in the predictions and most-confused grids."),
@@ -619,10 +619,10 @@ def visualize(
 def report(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
     out: Path = typer.Option(..., "--out", help="The HTML file to write."),
-    log: Optional[Path] = typer.Option(None, help="The training log [default: the model's <name>.log.jsonl if it "
-                                                  "exists]."),
+    log: Optional[Path] = typer.Option(None, help="The training log (default: the model's <name>.log.jsonl if it "
+                                                  "exists)."),
     index: List[int] = typer.Option([], "--index", help="A test image to follow through the network "
-                                                        "(repeatable) [default: 0]."),
+                                                        "(repeatable) (default: 0)."),
     image: List[Path] = typer.Option([], "--image", help="An image file of a digit to follow (repeatable)."),
     count: int = typer.Option(24, help="Images in the predictions and most-confused grids."),
     data_dir: Optional[Path] = typer.Option(None, help="IDX or image-folder dataset directory "
