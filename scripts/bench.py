@@ -508,7 +508,7 @@ def run_suite(data, torch, settings, threads, flops):
     progress(f"{threads} thread(s): numpy matmul rate")
     suite = {"threads": threads,
              "matmul_gflops": {"2048^3": matmul_gflops(2048, 2048, 2048, settings.matmul_repeats),
-                               "conv2, b128 (15488x288x64)": matmul_gflops(
+                               "conv2 b128 15488x288x64": matmul_gflops(
                                    128 * 121, 288, 64, settings.matmul_repeats * 4)},
              "training": {b: measure_training(data, torch, b, settings, threads) for b in TRAIN_BATCHES},
              "inference": measure_inference(data, torch, settings, threads),
@@ -690,12 +690,12 @@ def print_suite(suite, flops):
     for key, row in suite["gflops"].items():
         single(f"effective GFLOP/s, {key}", row["cycnn"], row.get("torch"), 1)
     for key, rate in suite["matmul_gflops"].items():
-        table_line(f"numpy float32 matmul {key}, GFLOP/s", fmt(rate, 1))
+        table_line(f"numpy matmul {key}, GFLOP/s", fmt(rate, 1))
     for key, row in suite["gflops"].items():
         table_line(f"cycnn {key} / matmul 2048^3 rate", f"{row['cycnn_fraction_of_matmul']:.1%}")
     table_line("matmul-bound ceiling of training (images/s)", fmt(suite["matmul_ceiling_train_images_per_s"]))
     print(f"FLOPs per image, from the layer shapes: {flops[0] / 1e6:.2f} MFLOP forward, {flops[1] / 1e6:.2f} MFLOP "
-          "training (3x forward)")
+          "training (3x forward); matmuls are float32, best of N")
     print()
     print("standalone training (each framework alone in its RSS child, own environment, not alternated):")
     for b in TRAIN_BATCHES:
