@@ -71,13 +71,14 @@ def _state(data, config):
     if unknown:
         raise ValueError(f"unknown state fields {sorted(unknown)}")
     state = TrainState(**data)
-    for name in ("epoch", "step", "global_step"):
+    for name in ("epoch", "step", "global_step", "epoch_seen", "epoch_correct"):
         _count(getattr(state, name), name)
     if state.epoch > config.epochs:
         raise ValueError(f"epoch {state.epoch} is past the run's {config.epochs} epochs")
-    seconds = state.train_seconds
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"train_seconds must be a non-negative number, found {seconds!r}")
+    for name in ("train_seconds", "epoch_loss_sum"):
+        value = getattr(state, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number, found {value!r}")
     if not isinstance(state.history, list) or not all(isinstance(r, dict) for r in state.history):
         raise ValueError("history must be a list of tables")
     return state

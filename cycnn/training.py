@@ -76,6 +76,10 @@ class TrainState:
     global_step: int = 0
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
+    # The current epoch's running figures, kept here so that an epoch resumed from a checkpoint reports all its steps.
+    epoch_seen: int = 0
+    epoch_correct: int = 0
+    epoch_loss_sum: float = 0.0
 
 
 class Trainer:
@@ -134,8 +138,6 @@ class Trainer:
         while state.epoch < cfg.epochs and not self.stop_requested:
             epoch = state.epoch
             order = self.batch_indices(epoch, n)
-            seen = correct = 0
-            loss_sum = 0.0
             epoch_start = time.perf_counter()
             while state.step < steps and not self.stop_requested:
                 step = state.step
@@ -150,24 +152,26 @@ class Trainer:
                 state.train_seconds += elapsed
                 state.step += 1
                 state.global_step += 1
-                seen += len(idx)
-                correct += right
-                loss_sum += loss * len(idx)
+                state.epoch_seen += len(idx)
+                state.epoch_correct += right
+                state.epoch_loss_sum += loss * len(idx)
                 info = {"epoch": epoch, "step": step, "steps": steps, "loss": loss, "accuracy": right / len(idx),
                         "batch_size": len(idx), "seconds": elapsed, "lr": self.optimizer.lr}
                 for cb in self.callbacks:
                     cb.on_step_end(self, info)
             if state.step < steps:
                 break  # stopped mid-epoch
-            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                      "train_accuracy": correct / max(seen, 1), "wall_s": time.perf_counter() - epoch_start,
+            seen = max(state.epoch_seen, 1)
+            record = {"epoch": epoch + 1, "train_loss": state.epoch_loss_sum / seen,
+                      "train_accuracy": state.epoch_correct / seen, "wall_s": time.perf_counter() - epoch_start,
                       "train_seconds": state.train_seconds}
             if x_val is not None and len(x_val):
                 record["val_loss"], record["val_accuracy"] = evaluate(self.model, x_val, y_val)
                 self.model.train()
             state.history.append(record)
             state.epoch += 1
-            state.step = 0
+            state.step = state.epoch_seen = state.epoch_correct = 0
+            state.epoch_loss_sum = 0.0
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
         for cb in self.callbacks:
