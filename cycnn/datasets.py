@@ -3,8 +3,10 @@
 IDX (LeCun's format): two zero bytes, a type byte (0x08 = uint8, ...), the number of dimensions, each dimension as
 a big-endian uint32, then the data in C order. The reader checks every one of those against the file's real size.
 """
+import contextlib
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from importlib import resources
@@ -17,6 +19,7 @@ from cycnn.errors import DataError
 IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 MAX_IDX_BYTES = 2 << 30  # refuse to decompress more than 2 GiB from one file
+MAX_CLASSES = 1 << 16  # a label beyond this is damage, not a class (the model would need an output per class)
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -34,24 +37,38 @@ MNIST_SHA256 = {
 
 
 def _read_bytes(path):
-    """The file's content, decompressed if it is gzip (recognised by its magic bytes, not its name)."""
+    """The file's content, decompressed if it is gzip (recognised by its magic bytes, not its name).
+
+    Reads no more than the IDX header declares, plus one byte to notice trailing data, so a small gzip file cannot
+    make the reader decompress gigabytes; parse_idx then checks the content.
+    """
     try:
         with open(path, "rb") as fh:
-            head = fh.read(2)
+            gzipped = fh.read(2) == b"\x1f\x8b"
             fh.seek(0)
-            if head != b"\x1f\x8b":
-                return fh.read(MAX_IDX_BYTES + 1)
-            with gzip.GzipFile(fileobj=fh) as gz:
-                data = gz.read(MAX_IDX_BYTES + 1)
+            with gzip.GzipFile(fileobj=fh) if gzipped else contextlib.nullcontext(fh) as stream:
+                return _read_idx_stream(stream, path)
     except OSError as exc:
-        if isinstance(exc, (gzip.BadGzipFile, EOFError)) or exc.strerror is None:
+        if isinstance(exc, gzip.BadGzipFile) or exc.strerror is None:
             raise DataError(f"{path}: damaged gzip file ({exc})") from None
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except (EOFError, zlib.error) as exc:
         raise DataError(f"{path}: damaged or truncated gzip file ({exc})") from None
-    if len(data) > MAX_IDX_BYTES:
-        raise DataError(f"{path}: larger than {MAX_IDX_BYTES >> 30} GiB, refusing to load it")
-    return data
+
+
+def _read_idx_stream(stream, path):
+    data = stream.read(4)
+    if len(data) == 4 and data[:2] == b"\0\0" and data[2] in IDX_TYPES:
+        data += stream.read(4 * data[3])
+        dims = data[4:]
+        if len(dims) == 4 * data[3]:
+            count = math.prod(int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4))
+            size = len(data) + count * IDX_TYPES[data[2]].itemsize
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: its header declares {size:,} bytes, more than the "
+                                f"{MAX_IDX_BYTES >> 30} GiB this reader accepts")
+            return data + stream.read(size - len(data) + 1)
+    return data + stream.read(64)  # not a complete IDX header: parse_idx says what is wrong with it
 
 
 def parse_idx(data, name="IDX data"):
@@ -70,10 +87,13 @@ def parse_idx(data, name="IDX data"):
     if len(data) < header_size:
         raise DataError(f"{name}: truncated header ({len(data)} bytes, {ndim} dimensions need {header_size})")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header_size + int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if len(data) != expected:
-        raise DataError(f"{name}: size disagrees with its header (dimensions {shape} need {expected} bytes, "
-                        f"the file has {len(data)})")
+    expected = header_size + math.prod(shape) * dtype.itemsize
+    if len(data) < expected:
+        raise DataError(f"{name}: size disagrees with its header (dimensions {shape} need {expected:,} bytes, "
+                        f"the file has {len(data):,}): truncated or not an IDX file")
+    if len(data) > expected:
+        raise DataError(f"{name}: size disagrees with its header (data after the {expected:,} bytes that "
+                        f"dimensions {shape} need)")
     return np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -118,8 +138,13 @@ def load_idx_dataset(data_dir=None):
                             "(expected (N, H, W) images and N labels)")
         if images.dtype != np.uint8:
             raise DataError(f"{directory}: {split} images are {images.dtype}, expected 8-bit (uint8) pixels")
-        if labels.size and labels.min() < 0:
-            raise DataError(f"{directory}: negative {split} labels")
+        if not len(images):
+            raise DataError(f"{directory}: no {split} images")
+        if labels.dtype.kind not in "iu":
+            raise DataError(f"{directory}: {split} labels are {labels.dtype}, expected integers")
+        if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+            raise DataError(f"{directory}: {split} labels range from {labels.min()} to {labels.max()}; expected "
+                            f"class numbers from 0 to {MAX_CLASSES - 1}")
     if out["train_images"].shape[1:] != out["test_images"].shape[1:]:
         raise DataError(f"{directory}: train images {out['train_images'].shape[1:]} and test images "
                         f"{out['test_images'].shape[1:]} differ in size")
