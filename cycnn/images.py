@@ -9,7 +9,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cycnn.errors import ImageError
 
@@ -19,10 +19,14 @@ INK_THRESHOLD = 0.2  # fraction of the ink's range that counts as ink when cropp
 
 def load_image(path_or_bytes, name=None):
     """Open and decode an image file into a float grayscale array in [0, 1] (H, W); ImageError if it can't."""
-    name = name or (os.fspath(path_or_bytes) if not isinstance(path_or_bytes, (bytes, bytearray)) else "image")
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    in_memory = isinstance(path_or_bytes, (bytes, bytearray))
+    name = name or ("image" if in_memory else os.fspath(path_or_bytes))
+    source = io.BytesIO(path_or_bytes) if in_memory else path_or_bytes
     try:
+        if (len(path_or_bytes) if in_memory else os.path.getsize(source)) == 0:
+            raise ImageError(f"{name}: empty file, not an image")
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the result or the error says enough
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
                 width, height = img.size
@@ -31,7 +35,7 @@ def load_image(path_or_bytes, name=None):
                 if getattr(img, "n_frames", 1) > 1:
                     raise ImageError(f"{name}: animated image with {img.n_frames} frames; give a single image")
                 img.load()
-                return _to_gray(img)
+                return _to_gray(ImageOps.exif_transpose(img))  # phone photos are often stored rotated
     except ImageError:
         raise
     except FileNotFoundError:
@@ -50,10 +54,13 @@ def load_image(path_or_bytes, name=None):
 def _to_gray(img):
     """Any mode (palette, alpha, 16-bit, CMYK...) to grayscale in [0, 1]; transparency shows as white paper."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Stretched to their own range: 16-bit files often hold 10- or 12-bit data, and float files any range.
         data = np.asarray(img, dtype=np.float64)
-        if img.mode.startswith("I;16"):
-            return data / 65535.0
-        low, high = float(data.min()), float(data.max())
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise ValueError("no pixel has a finite value")
+        low, high = float(data[finite].min()), float(data[finite].max())
+        data = np.where(finite, data, low)  # NaN or infinite pixels (float TIFFs) count as background
         return (data - low) / (high - low) if high > low else np.zeros_like(data)
     if img.mode == "P" or img.mode in ("LA", "PA", "RGBA", "La", "RGBa") or "transparency" in img.info:
         img = img.convert("RGBA")
