@@ -8,7 +8,7 @@ through im2col and one BLAS GEMM. The parameters and gradients stay in the Conv2
 """
 import numpy as np
 
-from cycnn import _conv, _fused
+from cycnn import _conv, _fused, gemm
 from cycnn.layers import Conv2D, MaxPool2D
 
 # Up to this many taps per output pixel, a direct convolution beats im2col + GEMM (which is tiny and memory-bound).
@@ -50,7 +50,7 @@ class ConvReluPool:
         cols = conv._buffer("cols", (n * oh * ow, conv.in_channels * kh * kw))
         _conv.im2col(x, kh, kw, conv.stride, conv.padding, cols)
         rows = conv._buffer("rows", (n * oh * ow, f))
-        np.matmul(cols, W.reshape(f, -1).T, out=rows)
+        gemm.matmul(cols, W.reshape(f, -1).T, out=rows)
         _fused.rows_relu_maxpool_forward(rows, b, oh, ow, *pool.pool_size, *pool.stride, y, argmax)
         self._cache = (x, cols, y, argmax)
         return y
@@ -80,10 +80,10 @@ class ConvReluPool:
         drows = conv._buffer("rows", (cols.shape[0], f))
         _fused.rows_relu_maxpool_backward(dy, y, argmax, drows)
         conv.grads["b"] = drows.sum(axis=0)
-        conv.grads["W"] = np.matmul(drows.T, cols).reshape(W.shape)
+        conv.grads["W"] = gemm.matmul(drows.T, cols).reshape(W.shape)
         if not input_grad:
             return None
-        np.matmul(drows, W.reshape(f, -1), out=cols)  # cols is spent: reuse it for the column gradient
+        gemm.matmul(drows, W.reshape(f, -1), out=cols)  # cols is spent: reuse it for the column gradient
         dx = np.empty_like(x)
         _conv.col2im(cols, *conv.kernel_size, conv.stride, conv.padding, dx)
         return dx

@@ -7,12 +7,12 @@ Every layer is callable: ``y = layer(x)`` runs the forward pass and caches what 
 (float32 by default; float64 for gradient checks) and converts its input to it.
 
 The hot loops (im2col/col2im, pooling, ReLU) are the Cython kernels in ``src_ext/``; the matrix products go to BLAS
-through ``numpy.matmul``. Scratch buffers are kept per layer and reused while the batch shape stays the same, so a
+through ``cycnn.gemm.matmul`` (``numpy.matmul`` with the rows shared among cycnn's threads). Scratch buffers are kept per layer and reused while the batch shape stays the same, so a
 training step does not allocate them again.
 """
 import numpy as np
 
-from cycnn import _activation, _conv, _pool
+from cycnn import _activation, _conv, _pool, gemm
 from cycnn.errors import ArchitectureError, ConfigError
 
 ACTIVATIONS = (None, "relu")
@@ -164,7 +164,7 @@ class Conv2D(Layer):
         cols = self._buffer("cols", (n * oh * ow, self.in_channels * kh * kw))
         _conv.im2col(x, kh, kw, self.stride, self.padding, cols)
         rows = self._buffer("rows", (n * oh * ow, f))
-        np.matmul(cols, self.params["W"].reshape(f, -1).T, out=rows)
+        gemm.matmul(cols, self.params["W"].reshape(f, -1).T, out=rows)
         y = np.empty((n, f, oh, ow), dtype=self.dtype)
         _conv.rows_to_nchw(rows, self.params["b"], self.activation == "relu", y.reshape(n, f, oh * ow))
         self._cache = (x.shape, cols, y)
@@ -177,11 +177,11 @@ class Conv2D(Layer):
         drows = self._buffer("rows", (cols.shape[0], f))
         _conv.nchw_to_rows(dy, y.reshape(n, f, -1), self.activation == "relu", drows)
         self.grads["b"] = drows.sum(axis=0)
-        self.grads["W"] = np.matmul(drows.T, cols).reshape(self.params["W"].shape)
+        self.grads["W"] = gemm.matmul(drows.T, cols).reshape(self.params["W"].shape)
         if not self.input_grad:
             return None
         dcols = cols  # cols is no longer needed: reuse its memory for the column gradient
-        np.matmul(drows, self.params["W"].reshape(f, -1), out=dcols)
+        gemm.matmul(drows, self.params["W"].reshape(f, -1), out=dcols)
         dx = np.empty(x_shape, dtype=self.dtype)
         _conv.col2im(dcols, self.kernel_size[0], self.kernel_size[1], self.stride, self.padding, dx)
         return dx
@@ -286,7 +286,7 @@ class Dense(Layer):
 
     def forward(self, x):
         x = self._input(x, 2)
-        y = np.matmul(x, self.params["W"])
+        y = gemm.matmul(x, self.params["W"])
         y += self.params["b"]
         if self.activation == "relu":
             np.maximum(y, 0, out=y)
@@ -298,11 +298,11 @@ class Dense(Layer):
         dz = np.asarray(dy, dtype=self.dtype)
         if self.activation == "relu":
             dz = np.where(y > 0, dz, 0).astype(self.dtype, copy=False)
-        self.grads["W"] = np.matmul(x.T, dz)
+        self.grads["W"] = gemm.matmul(x.T, dz)
         self.grads["b"] = dz.sum(axis=0)
         if not self.input_grad:
             return None
-        return np.matmul(dz, self.params["W"].T)
+        return gemm.matmul(dz, self.params["W"].T)
 
 
 class Dropout(Layer):

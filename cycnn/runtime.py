@@ -5,7 +5,7 @@ import os
 
 from threadpoolctl import threadpool_limits
 
-from cycnn import _parallel
+from cycnn import _parallel, gemm
 from cycnn.errors import ConfigError
 
 M_TRIM_THRESHOLD = -1
@@ -13,12 +13,17 @@ M_MMAP_THRESHOLD = -3
 
 
 def set_threads(n):
-    """Use ``n`` threads in the Cython kernels (OpenMP) and in BLAS, so that the two never oversubscribe the
-    cores. Returns the threadpoolctl limiter (keep it alive; it also restores the old limits on exit)."""
+    """Use ``n`` threads for the Cython kernels (OpenMP) and for the matrix products (``cycnn.gemm``).
+
+    BLAS itself is limited to one thread: cycnn shares each product's rows among its own threads instead, so
+    the kernels and the products never oversubscribe the cores. Returns the threadpoolctl limiter, whose
+    ``restore_original_limits()`` gives BLAS back its former thread count.
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"thread count must be a positive integer, received {n!r}")
     _parallel.set_num_threads(n)
-    return threadpool_limits(limits=n, user_api="blas")
+    gemm.set_threads(n)
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def default_threads():
