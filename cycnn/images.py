@@ -59,8 +59,8 @@ def _to_gray(img):
         finite = np.isfinite(data)
         if not finite.any():
             raise ValueError("no pixel has a finite value")
-        low, high = float(data[finite].min()), float(data[finite].max())
-        data = np.where(finite, data, low)  # NaN or infinite pixels (float TIFFs) count as background
+        data = np.where(finite, data, np.median(data[finite]))  # NaN or infinite pixels: the typical (paper) value
+        low, high = float(data.min()), float(data.max())
         return (data - low) / (high - low) if high > low else np.zeros_like(data)
     if img.mode == "P" or img.mode in ("LA", "PA", "RGBA", "La", "RGBa") or "transparency" in img.info:
         img = img.convert("RGBA")
