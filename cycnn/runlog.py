@@ -4,7 +4,7 @@ Every record has a ``type``:
 
 - ``run``, the first record: the architecture, the optimizer, the training configuration, the seed and the versions
   of cycnn, numpy and Python (and whatever the caller adds, such as the data used).
-- ``step``, every ``every`` steps (and on the first): the step's loss and batch accuracy, the mean loss and
+- ``step``, every ``every`` steps (and on the first and on each epoch's last): the step's loss and batch accuracy, the mean loss and
   accuracy since the previous step record, the learning rate, images/s; per layer the mean forward and backward time
   in ms over the ``timed_steps`` steps since the previous record (the logged step itself runs layer by layer to
   keep every output, so it is left out unless it is the only one) and the mean and fraction of zeros of its output on this step; per parameter
@@ -60,9 +60,9 @@ class RunLog(Callback):
         self.file = None
         self._before = None
 
-    def logs_step(self, global_step):
+    def logs_step(self, global_step, last_of_epoch=False):
         """Whether step number ``global_step`` (counting from 1) gets a step record."""
-        return global_step == 1 or global_step % self.every == 0
+        return global_step == 1 or global_step % self.every == 0 or last_of_epoch
 
     # --- callback hooks -------------------------------------------------------------------------------------
     def on_train_begin(self, trainer):
@@ -82,7 +82,7 @@ class RunLog(Callback):
                     **self.run_info})
 
     def on_step_begin(self, trainer, info):
-        if self.logs_step(trainer.state.global_step + 1):
+        if self.logs_step(trainer.state.global_step + 1, info["step"] == info["steps"] - 1):
             self._before = {key: param.copy() for key, param, _ in trainer.model.parameters()}
             trainer.keep_activations = True
 

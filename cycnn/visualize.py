@@ -168,18 +168,19 @@ def kernel_figure(model, index):
         figure.colorbar(shown, ax=axes, shrink=0.8, label="weight")
         return figure
     tiles = weights.transpose(1, 0, 2, 3).reshape(-1, kh, kw)
-    image, _ = _mosaic(tiles, out_channels)
+    image, _ = _mosaic(tiles, out_channels, min_size=8)
+    cell_h, cell_w = (image.shape[0] + 1) // in_channels, (image.shape[1] + 1) // out_channels
     height, width = image.shape
     scale = min(13 / width, 9 / height)
     figure = Figure(figsize=(max(width * scale, 5) + 1.6, max(height * scale, 3) + 1.2), layout="constrained")
     ax = figure.add_subplot()
-    shown = ax.imshow(image, cmap=_cmap(WEIGHTS, "#8c959f"), vmin=-limit, vmax=limit, interpolation="nearest")
+    shown = ax.imshow(image, cmap=_cmap(WEIGHTS, "#afb8c1"), vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_title(f"The kernels of {layer_label(model, index)}: {out_channels} kernels of {in_channels}×{kh}×{kw}\n"
                  f"column = output channel, row = input channel, each cell one {kh}×{kw} slice", fontsize=11)
     step = max(1, 2 ** math.ceil(math.log2(max(out_channels, in_channels) / 16)))
-    ax.set_xticks([c * (kw + 1) + (kw - 1) / 2 for c in range(0, out_channels, step)],
+    ax.set_xticks([c * cell_w + (cell_w - 2) / 2 for c in range(0, out_channels, step)],
                   [str(c) for c in range(0, out_channels, step)], fontsize=8)
-    ax.set_yticks([r * (kh + 1) + (kh - 1) / 2 for r in range(0, in_channels, step)],
+    ax.set_yticks([r * cell_h + (cell_h - 2) / 2 for r in range(0, in_channels, step)],
                   [str(r) for r in range(0, in_channels, step)], fontsize=8)
     ax.set_xlabel("output channel")
     ax.set_ylabel("input channel")
@@ -514,7 +515,7 @@ def layer_times_figure(records):
     ax.set_xlabel("ms per training step")
     ax.legend(loc="lower right")
     ax.set_title(f"Where a training step spends its time: {total.sum():.1f} ms per step in the layers "
-                 f"(mean of {len(steps)} logged intervals)", fontsize=11)
+                 f"(mean of {len(steps)} logged interval{'s' if len(steps) > 1 else ''})", fontsize=11)
     return figure
 
 

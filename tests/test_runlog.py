@@ -59,8 +59,9 @@ def test_records_hold_the_run_steps_and_epochs(mnist, tmp_path):
     assert run["optimizer"]["name"] == "adam" and run["train"]["batch_size"] == 32 and run["seed"] == 5
     assert {"cycnn", "numpy", "python"} <= set(run["versions"]) and run["note"] == "x"
     steps = [r for r in records if r["type"] == "step"]
-    assert [r["step"] for r in steps] == [1, 3, 6, 9, 12, 15, 18]  # 10 steps per epoch, 2 epochs
-    assert [r["epoch"] for r in steps] == [1, 1, 1, 1, 2, 2, 2]
+    # every 3 steps, the first step and each epoch's last (10 steps per epoch, 2 epochs)
+    assert [r["step"] for r in steps] == [1, 3, 6, 9, 10, 12, 15, 18, 20]
+    assert [r["epoch"] for r in steps] == [1, 1, 1, 1, 1, 2, 2, 2, 2]
     # activations are kept on the logged steps only
     assert {s for s, kept in spy.kept.items() if kept} == {r["step"] for r in steps}
     keys = [key for key, _, _ in model.parameters()]
@@ -171,7 +172,7 @@ def test_cli_writes_the_log_beside_the_model_and_prints_timings(tmp_path, capsys
     assert code == 0, err
     records = read_log(tmp_path / "m.log.jsonl")
     assert records[0]["train_images"] == 285 and records[0]["limit_train"] == 300
-    assert [r["step"] for r in latest(records, "step")] == [1, 4, 8]  # 9 steps of 32
+    assert [r["step"] for r in latest(records, "step")] == [1, 4, 8, 9]  # 9 steps of 32
     assert "mean time per step over" in stdout and "2: Flatten" in stdout
 
 

@@ -142,25 +142,24 @@ def cli_model(tmp_path_factory):
     return out
 
 
-def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys, digit_png):
+def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys):
     out = tmp_path / "viz"
-    code, stdout, err = run_cli(["visualize", cli_model, "--out", out, "--index", "7", "--image", digit_png,
-                                 "--count", "6"], capsys)
+    code, stdout, err = run_cli(["visualize", cli_model, "--out", out, "--index", "7", "--count", "6"], capsys)
     assert code == 0, err
     files = sorted(p.name for p in out.iterdir())
-    expected = {"kernels_layer0", "kernels_layer2", "predictions", "most_confused", "confusion_matrix",
-                "training_curves", "layer_times"}
-    for slug in ("test7", "image_zero"):
-        expected |= {f"convolution_{slug}", f"dense_{slug}"} | {f"feature_maps_{slug}_layer{i}" for i in range(4)}
+    expected = {"kernels_layer0", "kernels_layer2", "convolution_test7", "dense_test7", "predictions",
+                "most_confused", "confusion_matrix", "training_curves", "layer_times"}
+    expected |= {f"feature_maps_test7_layer{i}" for i in range(4)}
     assert files == sorted(f"{n}.png" for n in expected)
     for path in out.iterdir():
         check_png(path.read_bytes())
     assert f"wrote {len(expected)} pictures" in stdout
 
 
-def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, capsys):
+def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, capsys, digit_png):
+    """The report, here for an image file instead of a test image."""
     page = tmp_path / "report.html"
-    code, stdout, err = run_cli(["report", cli_model, "--out", page, "--count", "6"], capsys)
+    code, stdout, err = run_cli(["report", cli_model, "--out", page, "--image", digit_png, "--count", "6"], capsys)
     assert code == 0, err
     text = page.read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
@@ -171,6 +170,7 @@ def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, caps
     markup = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert "<script" not in markup and "http" not in markup and "url(" not in markup
     assert "test accuracy" in text and "Total parameters" in text
+    assert "Feature maps of layer 2: Conv2D + ReLU for zero.png" in text
 
 
 def test_visualize_refuses_a_bad_index_and_a_bad_log(cli_model, tmp_path, capsys):
