@@ -566,18 +566,18 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
     if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
         raise ConfigError(f"{model_path}: the model takes {model.input_shape} inputs and {model.num_classes} "
                           f"classes; the test set has {x_test.shape[1:]} images with labels up to {y_test.max()}")
-    probs = predict_images(model, x_test)
-    del limiter
-    inputs = to_input(x_test)
     chosen = []
     for i in index or ([] if image else [0]):
         if not 0 <= i < len(x_test):
             raise ConfigError(f"--index must be a test image number from 0 to {len(x_test) - 1}, received {i}")
-        chosen.append((f"test{i}", f"test image #{i} (label {model.class_names[y_test[i]]})", inputs[i]))
+        chosen.append((f"test{i}", f"test image #{i} (label {model.class_names[y_test[i]]})",
+                       to_input(x_test[i:i + 1])[0]))
     for path in image:
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)
         chosen.append((f"image_{slug}", path.name, prepare_for_model(path, model.input_shape)))
-    return model, log, y_test, probs, pictures(model, inputs, y_test, probs, chosen, records, count)
+    probs = predict_images(model, x_test)
+    del limiter
+    return model, log, y_test, probs, pictures(model, to_input(x_test), y_test, probs, chosen, records, count)
 
 
 @app.command()
@@ -600,9 +600,9 @@ def visualize(
     from cycnn.serialization import write_atomic
     from cycnn.visualize import png_bytes
 
-    model, log, _, _, pictures = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    _, log, _, _, pictures = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
     written = 0
     for picture in pictures:
         path = out / f"{picture.name}.png"

@@ -288,7 +288,8 @@ PAGE = r"""<!DOCTYPE html>
 <div id="bar"><div></div></div>
 <div class="grid">
   <div class="panel"><h2>Loss (cross-entropy)</h2><canvas id="loss" height="260"></canvas>
-    <p class="note">blue: training, mean over the steps since the last point; red: validation at each epoch's end</p></div>
+    <p class="note">blue: training, mean over the steps since the last point; red: validation at each epoch's end
+    </p></div>
   <div class="panel"><h2>Accuracy</h2><canvas id="accuracy" height="260"></canvas>
     <p class="note">blue: training batches; red: validation</p></div>
   <div class="panel"><h2 id="kernels-title">First-layer kernels</h2><canvas id="kernels" height="180"></canvas>
@@ -406,7 +407,8 @@ function drawMaps(d) {
   const box = document.getElementById("maps"); box.replaceChildren();
   const p = d.probe, fig = document.createElement("figure"), c = document.createElement("canvas");
   c.style.width = (p.w * 4) + "px"; c.style.height = (p.h * 4) + "px"; fig.append(c);
-  const cap = document.createElement("figcaption"); cap.textContent = `probe: test image (label ${d.class_names[p.labels[0]]})`;
+  const cap = document.createElement("figcaption");
+  cap.textContent = `probe: test image (label ${d.class_names[p.labels[0]]})`;
   fig.append(cap); box.append(fig);
   const [ctx] = fit(c); tile(ctx, bytes(p.pixels).subarray(0, p.h * p.w), p.w, p.h, 0, 0, 4, LUTS.ink);
   for (const m of d.maps) {
@@ -415,11 +417,13 @@ function drawMaps(d) {
     const scale = Math.max(1, Math.round(40 / Math.max(m.h, m.w)));
     canvas.style.width = cols * (m.w * scale + 2) + "px"; canvas.style.height = rows * (m.h * scale + 2) + "px";
     f.append(canvas); const caption = document.createElement("figcaption");
-    caption.textContent = `${m.layer}: ${m.channels} × ${m.h}×${m.w}` + (m.shown < m.channels ? ` (first ${m.shown})` : "");
+    caption.textContent = `${m.layer}: ${m.channels} × ${m.h}×${m.w}` +
+      (m.shown < m.channels ? ` (first ${m.shown})` : "");
     f.append(caption); box.append(f);
     const [ctx] = fit(canvas);
     for (let k = 0; k < m.shown; k++) tile(ctx, data.subarray(k * m.h * m.w, (k + 1) * m.h * m.w), m.w, m.h,
-      (k % cols) * (m.w * scale + 2), Math.floor(k / cols) * (m.h * scale + 2), scale, m.signed ? LUTS.rdbu : LUTS.magma);
+      (k % cols) * (m.w * scale + 2), Math.floor(k / cols) * (m.h * scale + 2), scale,
+      m.signed ? LUTS.rdbu : LUTS.magma);
   }
 }
 function drawDense(d) {
@@ -437,7 +441,8 @@ function drawDense(d) {
     for (let i = 0; i < n; i++) {
       const h = (layer.probabilities ? v[i] : Math.abs(v[i]) / top) * height;
       ctx.fillStyle = layer.probabilities ? (i === best ? GREEN : GREY) : (v[i] >= 0 ? BLUE : RED);
-      ctx.fillRect(4 + i * bw + (layer.probabilities ? bw * 0.2 : 0), base - h, layer.probabilities ? bw * 0.6 : Math.max(1, bw - 1), h);
+      const width = layer.probabilities ? bw * 0.6 : Math.max(1, bw - 1);
+      ctx.fillRect(4 + i * bw + (layer.probabilities ? bw * 0.2 : 0), base - h, width, h);
       if (layer.probabilities) { ctx.fillStyle = "#31373d"; ctx.fillText(d.class_names[i], 4 + (i + 0.5) * bw, H - 3);
         if (v[i] >= 0.01) ctx.fillText(Math.round(100 * v[i]) + "%", 4 + (i + 0.5) * bw, base - h - 3); }
     }

@@ -4,11 +4,12 @@ Every record has a ``type``:
 
 - ``run``, the first record: the architecture, the optimizer, the training configuration, the seed and the versions
   of cycnn, numpy and Python (and whatever the caller adds, such as the data used).
-- ``step``, every ``every`` steps (and on the first and on each epoch's last): the step's loss and batch accuracy, the mean loss and
-  accuracy since the previous step record, the learning rate, images/s; per layer the mean forward and backward time
-  in ms over the ``timed_steps`` steps since the previous record (the logged step itself runs layer by layer to
-  keep every output, so it is left out unless it is the only one) and the mean and fraction of zeros of its output on this step; per parameter
-  tensor the gradient norm, the weight norm and the update-to-weight ratio ||W_after - W_before|| / ||W_before||.
+- ``step``, every ``every`` steps (and on the first and on each epoch's last): the step's loss and batch
+  accuracy, the mean loss and accuracy since the previous step record, the learning rate, images/s; per layer the
+  mean forward and backward time in ms over the ``timed_steps`` steps since the previous record (the logged step
+  itself runs layer by layer to keep every output, so it is left out unless it is the only one) and the mean and
+  the fraction of zeros of its output on this step; per parameter tensor the gradient norm, the weight norm and the
+  update-to-weight ratio ||W_after - W_before|| / ||W_before||.
 - ``epoch``: train and validation loss and accuracy, and the epoch's wall time.
 
 The costly figures (a copy of the weights, every layer's output) are only taken on the logged steps, so logging

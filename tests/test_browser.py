@@ -1,7 +1,6 @@
 """The live page in a real browser: headless Chromium loads it from ``cycnn train --live``, runs its script until
 the curves are drawn, and takes a screenshot that must not be blank. Skipped where Chromium is not installed
 (Debian: ``apt-get install chromium``; ``.ci/run`` installs it)."""
-import io
 import json
 import re
 import shutil

@@ -43,8 +43,8 @@ class Spy(Callback):
 def _train(mnist, callbacks, epochs=2, optimizer="adam"):
     x, y, xt, yt = mnist
     model = architecture.build(SMALL, seed=3)
-    trainer = Trainer(model, make_optimizer(optimizer, 0.01), TrainConfig(epochs=epochs, batch_size=32, lr=0.01, seed=5),
-                      callbacks)
+    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.01, seed=5)
+    trainer = Trainer(model, make_optimizer(optimizer, 0.01), config, callbacks)
     trainer.fit(x[:320], y[:320], xt[:100], yt[:100])
     return model, trainer
 
