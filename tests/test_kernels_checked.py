@@ -1,0 +1,126 @@
+"""Every kernel, through the layers that call it, on odd shapes: the results do not depend on the thread count.
+
+CI also runs this file (with tests/test_kernels.py and tests/test_fusion.py) against a copy of cycnn built with
+CYCNN_BOUNDSCHECK=1, where any out-of-range index in a kernel raises IndexError instead of corrupting memory; there
+CYCNN_EXPECT_BOUNDSCHECK=1 makes the last test prove that the build really checks its indices.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from cycnn import _activation, gemm
+from cycnn.augment import random_affine
+from cycnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from cycnn.losses import SoftmaxCrossEntropy
+from cycnn.model import Sequential
+from cycnn.optimizers import make_optimizer
+from cycnn.runtime import default_threads, set_threads
+
+# Compared with one thread; 3 is more threads than the CI machine's cores and splits work into odd pieces.
+MORE_THREADS = (2, 3)
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    yield
+    set_threads(default_threads()).restore_original_limits()
+
+
+def networks(dtype):
+    """Odd shapes through every kernel: fused conv+ReLU+pool (direct for few taps, im2col+GEMM for many), plain
+    convolutions with stride, padding and non-square kernels, a pool with overlapping windows, ReLU as a layer.
+    The convolutions' products are large enough (over 4 MFLOP) to be split among threads."""
+    direct_and_gemm = Sequential([
+        Conv2D(1, 5, (3, 2), padding=1, activation="relu", seed=1, dtype=dtype), MaxPool2D(2, dtype=dtype),
+        Conv2D(5, 24, 3, activation="relu", seed=2, dtype=dtype), MaxPool2D((2, 3), stride=(1, 2), dtype=dtype),
+        Flatten(dtype=dtype), Dense(24 * 5 * 2, 13, activation="relu", seed=3, dtype=dtype),
+        Dropout(0.3, seed=4, dtype=dtype), Dense(13, 4, seed=5, dtype=dtype)], input_shape=(1, 17, 15))
+    unfused = Sequential([
+        Conv2D(2, 16, (5, 3), stride=2, padding=2, seed=6, dtype=dtype), MaxPool2D(3, stride=2, dtype=dtype),
+        ReLU(dtype=dtype), Conv2D(16, 3, 1, activation="relu", seed=7, dtype=dtype), Flatten(dtype=dtype),
+        Dense(3 * 4 * 3, 5, seed=8, dtype=dtype)], input_shape=(2, 19, 13))
+    return [direct_and_gemm, unfused]
+
+
+def train_step(model, x, labels):
+    """One forward and backward pass: the logits, the input gradient and every parameter gradient."""
+    model.train()
+    loss = SoftmaxCrossEntropy()
+    logits = model.forward(x)
+    loss(logits, labels)
+    dx = model.backward(loss.backward(), input_grad=True)
+    return [logits, dx] + [grad.copy() for _, _, grad in model.parameters()]
+
+
+@pytest.mark.parametrize("threads", MORE_THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index", [0, 1], ids=["fused", "unfused"])
+def test_layers_give_the_same_bits_on_any_thread_count(index, dtype, threads):
+    rng = np.random.default_rng(0)
+    shape, classes = networks(dtype)[index].input_shape, networks(dtype)[index].num_classes
+    x = rng.standard_normal((67, *shape)).astype(dtype)  # 67 images: no even split among threads
+    labels = rng.integers(0, classes, 67)
+    results = []
+    for count in (1, threads):
+        set_threads(count)
+        model = networks(dtype)[index]
+        for layer in model.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = np.random.default_rng(9)
+        results.append(train_step(model, x, labels))
+    names = ["logits", "input gradient"] + [f"gradient {key}" for key, _, _ in model.parameters()]
+    for name, a, b in zip(names, *results):
+        assert a.dtype == b.dtype and np.array_equal(a, b), f"{name} differs on {threads} threads"
+
+
+# (m, k, n) of products the layers above compute: the second convolution's weight gradient (24 x 2412 by
+# 2412 x 45), its forward product, and the first network's dense layer.
+PRODUCTS = [(24, 2412, 45), (2412, 45, 24), (5360, 30, 16), (67, 240, 13)]
+
+
+@pytest.mark.parametrize("threads", MORE_THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", PRODUCTS, ids=["x".join(map(str, p)) for p in PRODUCTS])
+def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, threads):
+    """cycnn.gemm shares a product's rows among threads. Each share must come out exactly as in one call: with
+    OpenBLAS it does not when a share is small enough (m*k*n under about 10**6) for OpenBLAS's small-matrix kernel,
+    which rounds differently from its blocked kernel."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((k, m)).astype(dtype).T  # a transposed view, as in the weight gradients
+    b = rng.standard_normal((k, n)).astype(dtype)
+    set_threads(1)
+    one = gemm.matmul(a, b)
+    set_threads(threads)
+    assert np.array_equal(gemm.matmul(a, b), one)
+
+
+def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():
+    rng = np.random.default_rng(1)
+    images = rng.random((53, 1, 31, 29), dtype=np.float32)
+    params = {"0.W": rng.standard_normal((41, 997)).astype(np.float32)}  # above the kernels' parallel threshold
+    grads = [rng.standard_normal((41, 997)).astype(np.float32) for _ in range(3)]
+    results = {}
+    for threads in (1, *MORE_THREADS):
+        set_threads(threads)
+        warped = random_affine(images, np.random.default_rng(2), 15.0, 3.0)
+        updated = []
+        for name in ("adam", "sgd"):
+            param = params["0.W"].copy()
+            optimizer = make_optimizer(name, 0.01)
+            for grad in grads:
+                optimizer.step([("0.W", param, grad)])
+            updated.append(param)
+        results[threads] = [warped, *updated]
+    for threads in MORE_THREADS:
+        for a, b in zip(results[1], results[threads]):
+            assert np.array_equal(a, b), threads
+
+
+@pytest.mark.skipif(os.environ.get("CYCNN_EXPECT_BOUNDSCHECK") != "1",
+                    reason="only in the bounds-checked build (an unchecked kernel would write out of bounds)")
+def test_the_checked_build_catches_an_out_of_range_index():
+    """The build switch works: a kernel handed a too-short output raises IndexError instead of writing past it."""
+    x = np.ones(10, dtype=np.float32)
+    with pytest.raises(IndexError):
+        _activation.relu_forward(x, np.empty(5, dtype=np.float32))
