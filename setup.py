@@ -1,7 +1,8 @@
 """Build the Cython kernels in src_ext/ into the cycnn package.
 
 Release builds turn bounds checking off; set CYCNN_BOUNDSCHECK=1 to build a
-checked copy (CI runs the kernel tests against it too). OpenMP is used when the
+checked copy (CI runs the kernel tests against it too); switching between the
+two rebuilds everything. OpenMP is used when the
 compiler accepts -fopenmp and skipped cleanly otherwise.
 """
 import os
@@ -67,5 +68,25 @@ directives = {
     "embedsignature": True,
 }
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            compile_time_env={"CYCNN_CHECKED": checked}))
+
+def mode_switched(mode, record=os.path.join("build", "cycnn-kernel-mode")):
+    """True when the last build in this tree was of the other kind (release or checked), and remember this one.
+
+    cythonize and build_ext compare timestamps only, not compiler directives: without a forced rebuild, switching
+    CYCNN_BOUNDSCHECK would silently keep the previous build's C files and kernels.
+    """
+    try:
+        with open(record) as fh:
+            switched = fh.read() != mode
+    except OSError:
+        switched = True
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    with open(record, "w") as fh:
+        fh.write(mode)
+    return switched
+
+
+rebuild = mode_switched("checked" if checked else "release")
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, force=rebuild,
+                            compile_time_env={"CYCNN_CHECKED": checked}),
+      options={"build_ext": {"force": True}} if rebuild else {})
