@@ -244,10 +244,14 @@ def load_arrays(path, kind=None):
                 return _read_archive(zf, path, kind)
     except ModelFileError:
         raise
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError,
-            RecursionError, zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
+        # zipfile says "File is not a zip file" when the directory at the archive's end is missing: a cut file.
+        reason = "the end of the archive is missing" if "not a zip file" in str(exc) else str(exc)
+        raise ModelFileError(f"{path}: truncated or damaged model file ({reason})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError,
+            RecursionError, UnicodeDecodeError, NotImplementedError, RuntimeError) as exc:
         # RuntimeError: an encrypted member; NotImplementedError: an unknown compression; RecursionError: a
-        # pathologically nested JSON header; the rest: a truncated or damaged archive or .npy header.
+        # pathologically nested JSON header; the rest: a damaged .npy header or member.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{path}: damaged, truncated or not a cycnn model file ({reason})") from None
 
