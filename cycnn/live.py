@@ -192,13 +192,12 @@ class LiveView(Callback):
                 maps.append({"layer": layer_names(model)[i], "channels": int(outputs[i].shape[1]),
                              "shown": int(levels.shape[0]), "h": int(levels.shape[1]), "w": int(levels.shape[2]),
                              "signed": signed, "data": _b64(levels)})
-        dense = []
-        for i, layer in enumerate(model.layers):
-            if isinstance(layer, Dense):
-                last = i == len(model.layers) - 1
-                values = probs[0] if last else outputs[i][0]
-                dense.append({"layer": layer_names(model)[i], "probabilities": last,
-                              "values": [round(float(v), 4) for v in values]})
+        last = len(model.layers) - 1
+        dense = [{"layer": layer_names(model)[i], "probabilities": False,
+                  "values": [round(float(v), 4) for v in outputs[i][0]]}
+                 for i, layer in enumerate(model.layers) if isinstance(layer, Dense) and i != last]
+        dense.append({"layer": layer_names(model)[last], "probabilities": True,
+                      "values": [round(float(v), 4) for v in probs[0]]})
         kernels = None
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
@@ -287,7 +286,7 @@ PAGE = r"""<!DOCTYPE html>
   <div id="conn" class="note"></div></header>
 <div id="bar"><div></div></div>
 <div class="grid">
-  <div class="panel"><h2>Loss (cross-entropy)</h2><canvas id="loss" height="260"></canvas>
+  <div class="panel"><h2>Loss (cross-entropy, log scale)</h2><canvas id="loss" height="260"></canvas>
     <p class="note">blue: training, mean over the steps since the last point; red: validation at each epoch's end
     </p></div>
   <div class="panel"><h2>Accuracy</h2><canvas id="accuracy" height="260"></canvas>
@@ -340,20 +339,33 @@ function ticks(lo, hi, n) {
   const out = []; for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toFixed(10));
   return out;
 }
+function logTicks(lo, hi) {  // 1, 2 and 5 times the powers of ten between 10^lo and 10^hi
+  const out = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++)
+    for (const m of [1, 2, 5]) { const v = +(m * Math.pow(10, k)).toPrecision(1);
+      if (Math.log10(v) >= lo - 1e-9 && Math.log10(v) <= hi + 1e-9) out.push(v); }
+  return out;
+}
 function chart(canvas, series, opts) {
   const [ctx, W, H] = fit(canvas), L = 52, R = 12, T = 8, B = 28;
   const pts = series.flatMap(s => s.points);
   if (!pts.length) { ctx.font = "13px system-ui, sans-serif"; ctx.fillStyle = GREY;
     ctx.fillText("waiting for the first steps...", L, H / 2); return; }
+  // on a log scale (opts.log) the axis runs over log10 of the values
+  const f = opts.log ? v => Math.log10(Math.max(v, 1e-4)) : v => v;
   let xmax = Math.max(opts.xmax || 0, ...pts.map(p => p[0])), ymin = opts.ymin, ymax = opts.ymax;
-  if (ymin === undefined) ymin = Math.min(...pts.map(p => p[1]));
-  if (ymax === undefined) ymax = Math.max(...pts.map(p => p[1]));
-  if (ymax <= ymin) ymax = ymin + 1;
-  if (opts.ymax === undefined) ymax += 0.05 * (ymax - ymin);  // headroom above the highest point
-  const X = x => L + (W - L - R) * x / Math.max(xmax, 1), Y = y => T + (H - T - B) * (1 - (y - ymin) / (ymax - ymin));
+  if (ymin === undefined) ymin = Math.min(...pts.map(p => f(p[1])));
+  if (ymax === undefined) ymax = Math.max(...pts.map(p => f(p[1])));
+  if (ymax <= ymin) ymax = ymin + (opts.log ? 0.5 : 1);
+  const room = 0.05 * (ymax - ymin);  // space above the highest point and below the lowest
+  if (opts.ymax === undefined) ymax += room;
+  if (opts.ymin === undefined) ymin -= room;
+  const X = x => L + (W - L - R) * x / Math.max(xmax, 1);
+  const Y = y => T + (H - T - B) * (1 - (f(y) - ymin) / (ymax - ymin));
   ctx.font = "11px system-ui, sans-serif"; ctx.strokeStyle = "#d0d7de"; ctx.fillStyle = "#59636e"; ctx.lineWidth = 1;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  for (const v of ticks(ymin, ymax, 5)) { ctx.beginPath(); ctx.moveTo(L, Y(v)); ctx.lineTo(W - R, Y(v)); ctx.stroke();
+  const yTicks = opts.log ? logTicks(ymin, ymax) : ticks(ymin, ymax, 5);
+  for (const v of yTicks) { ctx.beginPath(); ctx.moveTo(L, Y(v)); ctx.lineTo(W - R, Y(v)); ctx.stroke();
     ctx.fillText(opts.percent ? Math.round(v * 100) + "%" : String(v), L - 6, Y(v)); }
   ctx.textAlign = "center"; ctx.textBaseline = "top";
   for (const v of ticks(0, xmax, 6)) ctx.fillText(String(v), X(v), H - B + 6);
@@ -366,7 +378,8 @@ function chart(canvas, series, opts) {
     s.points.forEach((p, i) => i ? ctx.lineTo(X(p[0]), Y(p[1])) : ctx.moveTo(X(p[0]), Y(p[1])));
     if (s.points.length > 1) ctx.stroke();
     if (s.dots || s.points.length === 1) for (const p of s.points) { ctx.beginPath();
-      ctx.arc(X(p[0]), Y(p[1]), 3.5, 0, 2 * Math.PI); ctx.fill(); }
+      ctx.arc(X(p[0]), Y(p[1]), 4.5, 0, 2 * Math.PI); ctx.fill(); ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
+      ctx.stroke(); }
   }
 }
 
@@ -463,11 +476,12 @@ function draw(d) {
   const val = d.epoch_records.filter(e => e.val_loss !== undefined);
   chart(document.getElementById("loss"), [
     { colour: BLUE, points: d.curve.map(p => [p[0], p[1]]) },
-    { colour: RED, dots: true, points: val.map(e => [e.step, e.val_loss]) }], { ymin: 0, xmax, epochEnds: ends });
+    { colour: RED, dots: true, points: val.map(e => [e.step, e.val_loss]) }], { log: true, xmax, epochEnds: ends });
   chart(document.getElementById("accuracy"), [
     { colour: BLUE, points: d.curve.map(p => [p[0], p[2]]) },
     { colour: RED, dots: true, points: val.map(e => [e.step, e.val_accuracy]) }],
-    { ymin: 0, ymax: 1, percent: true, xmax, epochEnds: ends });
+    { ymin: Math.max(0, Math.floor(10 * Math.min(1, ...d.curve.map(p => p[2]), ...val.map(e => e.val_accuracy))) / 10),
+      ymax: 1, percent: true, xmax, epochEnds: ends });
   drawKernels(d); drawBatch(d); drawMaps(d); drawDense(d);
   document.title = `cycnn live: step ${d.step} (${d.status})`;
   document.body.dataset.drawnStep = d.step;

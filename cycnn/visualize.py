@@ -297,17 +297,18 @@ def feature_map_figure(model, image, index, caption):
 
 
 def dense_figure(model, image, caption):
-    """The output of every dense layer for one image: the hidden units (after ReLU) and, last, the class
-    probabilities (the softmax of the output layer)."""
+    """The output of every hidden dense layer for one image (after its ReLU) and, last, the class probabilities
+    (the softmax of the network's output)."""
     outputs = _activations(model, image)
-    indices = dense_layers(model)
+    last = len(model.layers) - 1
+    indices = [i for i in dense_layers(model) if i != last] + [last]
     figure = Figure(figsize=(12, 1.4 + 2.3 * len(indices)), layout="constrained")
     grid = figure.add_gridspec(len(indices), 2, width_ratios=[1, 5])
     _show_input(figure.add_subplot(grid[:, 0]), image, caption)
     for row, i in enumerate(indices):
         ax = figure.add_subplot(grid[row, 1])
         values = np.asarray(outputs[i], dtype=np.float64)
-        if i == len(model.layers) - 1:
+        if i == last:
             probs = softmax(values[None])[0]
             best = int(probs.argmax())
             colors = [RIGHT if k == best else "#8c959f" for k in range(len(probs))]

@@ -93,6 +93,10 @@ OTHER_ARCHITECTURES = {
         {"type": "ReLU"}, {"type": "MaxPool2D", "pool_size": 3}, {"type": "Conv2D", "in_channels": 3,
                                                                   "out_channels": 2, "kernel_size": 3},
         {"type": "Flatten"}, {"type": "Dense", "in_features": 84, "out_features": 10}]},
+    "no dense layer": {"input_shape": [1, 28, 28], "layers": [
+        {"type": "Conv2D", "in_channels": 1, "out_channels": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Conv2D", "in_channels": 4, "out_channels": 10, "kernel_size": 13}, {"type": "Flatten"}]},
 }
 
 
