@@ -2,17 +2,21 @@
 
 Why not let BLAS thread itself: OpenBLAS's threads busy-wait for each other, so on a machine with other work
 running, a two-thread product stalls whenever one of its threads is descheduled (a 64x1600 by 1600x128 product was
-measured at 0.28 ms on one thread and 54 ms on two, on this 2-core machine under load). Here the rows of the result
-are cut into one block per thread and each block is an ordinary one-thread ``numpy.matmul``: nobody spins, a
-waiting thread sleeps, and every row is computed exactly as a single call would compute it, so results do not
-depend on the thread count.
+measured at 0.28 ms on one thread and 54 ms on two, on this 2-core machine under load); and its threaded driver
+cuts the inner dimension differently from the one-thread driver, so results changed with the thread count.
+
+Here a large product's rows are cut into a fixed number of blocks that depends only on the shape, each block an
+ordinary one-thread ``numpy.matmul``, and the threads take whole blocks. Nobody spins, a waiting thread sleeps,
+and the blocks (hence every bit of the result) are the same on any number of threads.
 """
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-# Below this many floating-point operations a product is not worth handing to another thread.
+# Below this many floating-point operations a product is not worth cutting up.
 MIN_SPLIT_FLOPS = 4_000_000
+# Large products are cut into this many row blocks, on any thread count (so results never depend on it).
+BLOCKS = 8
 
 _threads = 1
 _pool = None
@@ -34,16 +38,23 @@ def get_threads():
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D arrays (into ``out`` if given), with the rows of the result shared among the threads."""
+    """``a @ b`` for 2-D arrays (into ``out`` if given); large products in row blocks shared among the threads."""
     m, k = a.shape
     n = b.shape[1]
-    if _threads == 1 or 2 * m * k * n < MIN_SPLIT_FLOPS or m < 2 * _threads:
+    if 2 * m * k * n < MIN_SPLIT_FLOPS or m < BLOCKS:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    bounds = [m * i // _threads for i in range(_threads + 1)]
-    futures = [_pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi]) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    np.matmul(a[:bounds[1]], b, out=out[:bounds[1]])
+    bounds = [m * i // BLOCKS for i in range(BLOCKS + 1)]
+    blocks = list(zip(bounds[:-1], bounds[1:]))
+    shares = [blocks[BLOCKS * t // _threads:BLOCKS * (t + 1) // _threads] for t in range(_threads)]
+    futures = [_pool.submit(_multiply_blocks, a, b, out, share) for share in shares[1:]]
+    _multiply_blocks(a, b, out, shares[0])
     for future in futures:
         future.result()
     return out
+
+
+def _multiply_blocks(a, b, out, blocks):
+    for lo, hi in blocks:
+        np.matmul(a[lo:hi], b, out=out[lo:hi])

@@ -15,8 +15,9 @@ class Sequential:
     ``input_shape`` is the per-sample shape (channels, height, width); every layer's fit to its input is checked
     here, so a kernel larger than its input is reported with the layer's index before any data is touched.
 
-    A Conv2D with a ReLU followed by a MaxPool2D runs as one fused step (``cycnn.fusion``), except in a forward
-    pass with ``keep_activations=True``, which runs every layer on its own to keep every layer's output.
+    A Conv2D with a ReLU followed by a MaxPool2D runs as one fused step (``cycnn.fusion``). A forward pass with
+    ``keep_activations=True`` also runs every layer on its own, in eval mode, to record every layer's output; the
+    result and the gradients still come from the fused pass, so observing a step never changes the training.
     After each pass, ``timings["forward"][i]`` / ``timings["backward"][i]`` hold layer i's time in seconds; a
     fused pair's time is counted on its first layer and the second shows 0 (``fused_into[i]`` names the first).
     """
@@ -49,7 +50,6 @@ class Sequential:
         self.fused_into = {first + 1: first for first, count, _ in self.steps if count == 2}
         self.activations = None
         self.training = True
-        self._last_pass_fused = False
 
     # --- modes and parameters -------------------------------------------------------------------------------
     def train(self):
@@ -102,16 +102,8 @@ class Sequential:
         if x.shape[1:] != self.input_shape:
             raise ConfigError(f"the model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                               f"received {x.shape}")
-        self.activations = [] if keep_activations else None
-        self._last_pass_fused = not keep_activations
+        self.activations = self._observe(x) if keep_activations else None
         forward_times = self.timings["forward"]
-        if keep_activations:
-            for i, layer in enumerate(self.layers):
-                start = time.perf_counter()
-                x = layer(x)
-                forward_times[i] = time.perf_counter() - start
-                self.activations.append(x)
-            return x
         for first, count, fused in self.steps:
             start = time.perf_counter()
             x = fused.forward(x) if fused is not None else self.layers[first](x)
@@ -119,6 +111,21 @@ class Sequential:
             if count == 2:
                 forward_times[first + 1] = 0.0
         return x
+
+    def _observe(self, x):
+        """Every layer's output, layer by layer and in eval mode (dropout off, no random numbers drawn), so that
+        the training pass that follows is exactly the one an unobserved step would run."""
+        was_training = self.training
+        self.eval()
+        try:
+            outputs = []
+            for layer in self.layers:
+                x = layer(x)
+                outputs.append(x)
+            return outputs
+        finally:
+            if was_training:
+                self.train()
 
     def backward(self, dlogits, input_grad=False):
         """Backpropagate the logits' gradient, storing each layer's parameter gradients.
@@ -128,12 +135,6 @@ class Sequential:
         self.layers[0].input_grad = input_grad
         grad = dlogits
         backward_times = self.timings["backward"]
-        if not self._last_pass_fused:
-            for i in range(len(self.layers) - 1, -1, -1):
-                start = time.perf_counter()
-                grad = self.layers[i].backward(grad)
-                backward_times[i] = time.perf_counter() - start
-            return grad
         for first, count, fused in reversed(self.steps):
             start = time.perf_counter()
             if fused is not None:

@@ -89,7 +89,7 @@ class RunLog(Callback):
 
     def on_step_end(self, trainer, info):
         timings = trainer.model.timings
-        if trainer.keep_activations:  # a step run layer by layer (unfused) to keep the outputs: not typical
+        if trainer.keep_activations:  # a step that also ran layer by layer to record the outputs: not typical
             self._kept_timings = (list(timings["forward"]), list(timings["backward"]))
         else:
             for i, (f, b) in enumerate(zip(timings["forward"], timings["backward"])):
@@ -162,7 +162,7 @@ class RunLog(Callback):
 class LayerTimes(Callback):
     """Sums every layer's forward and backward time over an epoch and prints the table at the epoch's end.
 
-    Steps that keep every layer's output for the log run unfused, layer by layer; they are left out."""
+    Steps that also record every layer's output for the log (an extra layer-by-layer pass) are left out."""
 
     def __init__(self, echo):
         self.echo = echo

@@ -68,10 +68,6 @@ def test_the_thread_count_does_not_change_the_weights(config, train, tmp_path):
     assert identical(runs[1], runs[3])  # more threads than this machine's cores: uneven splits
 
 
-@pytest.mark.xfail(strict=True, reason="The training log (--log-every) runs its logged steps layer by layer to "
-                   "keep the activations, and for a Conv2D+ReLU+MaxPool2D block that unfused path computes the "
-                   "weight gradient in a different order than the fused kernel, so the weights differ in the last "
-                   "bits. Reported to the lead; remove this mark when both paths agree.")
 def test_the_log_interval_does_not_change_the_weights(train, tmp_path):
     every_step = train(tmp_path / "a.npz", "--log-every", "1", "--threads", "1")
     rarely = train(tmp_path / "b.npz", "--log-every", "1000", "--threads", "1")

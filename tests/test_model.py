@@ -36,9 +36,25 @@ def test_reference_summary_shapes_and_parameter_count():
 def test_keep_activations_holds_every_layer_output():
     model = architecture.build(architecture.reference(), seed=0)
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
-    logits = model.forward(x, keep_activations=True)
+    logits = model.eval().forward(x, keep_activations=True)
     assert [a.shape[1:] for a in model.activations] == model.output_shapes
-    assert model.activations[-1] is logits and logits.shape == (3, 10)
+    assert logits.shape == (3, 10)
+    np.testing.assert_allclose(model.activations[-1], logits, rtol=1e-5, atol=1e-6)
+
+
+def test_recording_activations_does_not_change_a_training_step():
+    """The recording pass runs in eval mode beside the real (fused) pass: same logits, same gradients."""
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    results = []
+    for keep in (False, True):
+        model = architecture.build(architecture.reference(), seed=0).train()
+        model.layers[6].rng = np.random.default_rng(5)
+        logits = model.forward(x, keep_activations=keep)
+        model.backward(np.ones_like(logits))
+        results.append((logits, [grad.copy() for _, _, grad in model.parameters()]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for plain, observed in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(plain, observed)
 
 
 def _reference_with(layer_index, **changes):
