@@ -44,7 +44,7 @@ class ConvReluPool:
             taps_by_channel = np.ascontiguousarray(W.reshape(f, -1).T)
             _fused.direct_relu_maxpool_forward(x, taps_by_channel, b, *conv.kernel_size, conv.stride, conv.padding,
                                                *pool.pool_size, *pool.stride, y, argmax)
-            self._cache = (x, None, y, argmax)
+            self._cache = (x, y, argmax)
             return y
         kh, kw = conv.kernel_size
         cols = conv._buffer("cols", (n * oh * ow, conv.in_channels * kh * kw))
@@ -52,13 +52,13 @@ class ConvReluPool:
         rows = conv._buffer("rows", (n * oh * ow, f))
         gemm.matmul(cols, W.reshape(f, -1).T, out=rows)
         _fused.rows_relu_maxpool_forward(rows, b, oh, ow, *pool.pool_size, *pool.stride, y, argmax)
-        self._cache = (x, cols, y, argmax)
+        self._cache = (x, y, argmax)
         return y
 
     def backward(self, dy, input_grad=True):
         if self._cache is None:
             raise RuntimeError("ConvReluPool.backward called without a forward pass before it")
-        (x, cols, y, argmax), self._cache = self._cache, None
+        (x, y, argmax), self._cache = self._cache, None
         conv = self.conv
         W = conv.params["W"]
         dy = np.ascontiguousarray(dy, dtype=conv.dtype)
@@ -71,21 +71,24 @@ class ConvReluPool:
                                                 partial_dwt, partial_db)
             conv.grads["W"] = np.ascontiguousarray(partial_dwt.sum(axis=0).T).reshape(W.shape)
             conv.grads["b"] = partial_db.sum(axis=0)
-            if not input_grad:
-                return None
-            dx = np.empty_like(x)
-            _fused.direct_relu_maxpool_input_grad(W, dy, y, argmax, conv.stride, conv.padding, dx)
-            return dx
-        f = W.shape[0]
-        drows = conv._buffer("rows", (cols.shape[0], f))
-        _fused.rows_relu_maxpool_backward(dy, y, argmax, drows)
-        conv.grads["b"] = drows.sum(axis=0)
-        conv.grads["W"] = gemm.matmul(drows.T, cols).reshape(W.shape)
-        if not input_grad:
-            return None
-        gemm.matmul(drows, W.reshape(f, -1), out=cols)  # cols is spent: reuse it for the column gradient
+            return self._input_grad(x, dy, y, argmax) if input_grad else None
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        dw_hwc = np.empty(W.transpose(0, 2, 3, 1).shape, dtype=conv.dtype)
+        db = np.empty_like(conv.params["b"])
+        _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x), dw_hwc, db)
+        conv.grads["W"] = np.ascontiguousarray(dw_hwc.transpose(0, 3, 1, 2))
+        conv.grads["b"] = db
+        return self._input_grad(x, dy, y, argmax) if input_grad else None
+
+    def _out_width(self, x):
+        conv = self.conv
+        return (x.shape[3] + 2 * conv.padding - conv.kernel_size[1]) // conv.stride + 1
+
+    def _input_grad(self, x, dy, y, argmax):
+        conv = self.conv
         dx = np.empty_like(x)
-        _conv.col2im(cols, *conv.kernel_size, conv.stride, conv.padding, dx)
+        kernel_hwc = np.ascontiguousarray(conv.params["W"].transpose(0, 2, 3, 1))
+        _fused.winners_input_grad(kernel_hwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x), dx)
         return dx
 
 

@@ -1,18 +1,22 @@
 """Conv + bias + ReLU + max-pool fused into single passes, forward and backward.
 
 A Conv2D with a ReLU followed by a MaxPool2D never needs its full-resolution output: max-pooling a ReLU equals the
-ReLU of the max, so the pooled map and the argmax are all the backward pass needs, and only the winning positions
-of each window (a quarter of them for 2x2 pooling) receive a gradient. Two ways in:
+ReLU of the max, so the pooled map and the argmax are all the backward pass needs, and only the winner of each
+window (one output pixel in four for 2x2 pooling), where the ReLU was open, receives a gradient.
 
+Forward, two ways in:
 - from the GEMM rows of an im2col convolution (``rows[n*P + p, f]``, P = OH*OW): ``rows_relu_maxpool_forward``
-  pools straight out of the rows, and ``rows_relu_maxpool_backward`` scatters the pooled gradient back into rows
-  for the weight and input GEMMs;
-- by direct convolution, for layers with few input channels (the first layer: one channel makes an im2col GEMM
-  tiny and memory-bound): ``direct_relu_maxpool_forward`` / ``direct_relu_maxpool_backward``.
+  pools straight out of the rows;
+- by direct convolution, for layers with few input taps (the first layer: one channel makes an im2col GEMM tiny
+  and memory-bound): ``direct_relu_maxpool_forward``, whose weight gradient is ``direct_relu_maxpool_backward``.
+
+Backward from the winners only: ``winners_weight_grad`` and ``winners_input_grad`` touch one input patch per
+winner instead of running dense GEMMs over every output pixel (a fifth of the work for the reference network's
+second layer).
 
 ``argmax`` holds, for every pooled output, the winning position p = oh*OW + ow in the convolution's output plane.
-Ties go to the first maximum. Loops that reduce (weight and bias gradients) are split over output channels, never
-over images, so every sum runs in the same order whatever the thread count.
+Ties go to the first maximum. Loops that reduce (weight and bias gradients) are split over output channels or
+fixed batch chunks, never over threads, so every sum runs in the same order whatever the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -149,24 +153,6 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     return 0
 
 
-cpdef int rows_relu_maxpool_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] y,
-                                     const int[:, :, :, ::1] argmax, floating[:, ::1] drows) except -1 nogil:
-    """Zero ``drows`` and add each pooled gradient at its window's winner, where the ReLU let it through."""
-    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], PH = dy.shape[2], PW = dy.shape[3]
-    cdef Py_ssize_t P = drows.shape[0] // N
-    cdef Py_ssize_t n, f, i, j, r
-    for n in prange(N, schedule="static", use_threads_if=N * P * F > CYCNN_PARALLEL_MIN_WORK):
-        for r in range(n * P, (n + 1) * P):
-            for f in range(F):
-                drows[r, f] = 0
-        for f in range(F):
-            for i in range(PH):
-                for j in range(PW):
-                    if y[n, f, i, j] > 0:
-                        drows[n * P + argmax[n, f, i, j], f] += dy[n, f, i, j]
-    return 0
-
-
 cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
     """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border."""
     cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
@@ -297,35 +283,92 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     return 0
 
 
-cpdef int direct_relu_maxpool_input_grad(const floating[:, :, :, ::1] w, const floating[:, :, :, ::1] dy,
-                                         const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
-                                         int stride, int pad, floating[:, :, :, ::1] dx) except -1 nogil:
-    """Input gradient of the fused direct convolution (only needed when someone asks for d loss / d image)."""
-    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t F = w.shape[0], KH = w.shape[2], KW = w.shape[3]
-    cdef Py_ssize_t OW = (W + 2 * pad - KW) // stride + 1
+cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floating[:, :, :, ::1] dy,
+                              const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
+                              int stride, int pad, int OW, floating[:, :, :, ::1] dw_hwc,
+                              floating[::1] db) except -1 nogil:
+    """Weight gradient (F, KH, KW, C) and bias gradient of a fused conv+ReLU+pool, from the winners only.
+
+    Only each pooling window's winner (where the ReLU was open) has a gradient, so instead of a dense GEMM over
+    every output pixel, each winner adds its gradient times its input patch (read channels-last, so the inner
+    loop runs over contiguous channels). One output channel per thread: every sum runs in a fixed order.
+    """
+    cdef Py_ssize_t N = x_nhwc.shape[0], H = x_nhwc.shape[1], W = x_nhwc.shape[2], C = x_nhwc.shape[3]
+    cdef Py_ssize_t F = dw_hwc.shape[0], KH = dw_hwc.shape[1], KW = dw_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
-    cdef Py_ssize_t n, f, c, ki, kj, i, j, p, h, col
-    cdef floating g
-    for n in prange(N, schedule="static", use_threads_if=N * F * PH * PW * C * KH * KW > CYCNN_PARALLEL_MIN_WORK):
-        for c in range(C):
-            for h in range(H):
-                for col in range(W):
-                    dx[n, c, h, col] = 0
-        for f in range(F):
+    cdef Py_ssize_t f, n, i, j, ki, kj, c, p, h, w
+    cdef floating g, gsum
+    cdef const floating* src
+    cdef floating* dst
+    for f in prange(F, schedule="static", use_threads_if=N * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
+        dst = &dw_hwc[f, 0, 0, 0]
+        for c in range(KH * KW * C):
+            dst[c] = 0
+        gsum = 0
+        for n in range(N):
             for i in range(PH):
                 for j in range(PW):
                     if y[n, f, i, j] <= 0:
                         continue
                     g = dy[n, f, i, j]
+                    gsum = gsum + g
                     p = argmax[n, f, i, j]
-                    for c in range(C):
+                    for ki in range(KH):
+                        h = (p // OW) * stride + ki - pad
+                        if h < 0 or h >= H:
+                            continue
+                        for kj in range(KW):
+                            w = (p % OW) * stride + kj - pad
+                            if w < 0 or w >= W:
+                                continue
+                            src = &x_nhwc[n, h, w, 0]
+                            dst = &dw_hwc[f, ki, kj, 0]
+                            for c in range(C):
+                                dst[c] += g * src[c]
+        db[f] = gsum
+    return 0
+
+
+cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[:, :, :, ::1] dy,
+                             const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
+                             int stride, int pad, int OW, floating[:, :, :, ::1] dx) except -1 nogil:
+    """Input gradient (N, C, H, W) of a fused conv+ReLU+pool from the winners only: each adds its gradient times
+    the kernel (F, KH, KW, C) onto its input patch, in a channels-last per-thread buffer, one image per thread."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t F = w_hwc.shape[0], KH = w_hwc.shape[1], KW = w_hwc.shape[2]
+    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t n, f, i, j, ki, kj, c, p, h, w
+    cdef floating g
+    cdef floating* acc
+    cdef floating* dst
+    cdef const floating* src
+    with parallel(use_threads_if=N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
+        acc = <floating*>malloc(H * W * C * sizeof(floating))
+        for n in prange(N, schedule="static"):
+            for c in range(H * W * C):
+                acc[c] = 0
+            for f in range(F):
+                for i in range(PH):
+                    for j in range(PW):
+                        if y[n, f, i, j] <= 0:
+                            continue
+                        g = dy[n, f, i, j]
+                        p = argmax[n, f, i, j]
                         for ki in range(KH):
                             h = (p // OW) * stride + ki - pad
                             if h < 0 or h >= H:
                                 continue
                             for kj in range(KW):
-                                col = (p % OW) * stride + kj - pad
-                                if col >= 0 and col < W:
-                                    dx[n, c, h, col] += g * w[f, c, ki, kj]
+                                w = (p % OW) * stride + kj - pad
+                                if w < 0 or w >= W:
+                                    continue
+                                src = &w_hwc[f, ki, kj, 0]
+                                dst = acc + (h * W + w) * C
+                                for c in range(C):
+                                    dst[c] += g * src[c]
+            for c in range(C):
+                for h in range(H):
+                    for w in range(W):
+                        dx[n, c, h, w] = acc[(h * W + w) * C + c]
+        free(acc)
     return 0
