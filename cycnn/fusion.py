@@ -47,10 +47,10 @@ class ConvReluPool:
             self._cache = (x, y, argmax)
             return y
         kh, kw = conv.kernel_size
-        cols = conv._buffer("cols", (n * oh * ow, conv.in_channels * kh * kw))
-        _conv.im2col(x, kh, kw, conv.stride, conv.padding, cols)
+        cols_t = conv._buffer("cols_t", (conv.in_channels * kh * kw, n * oh * ow))
+        _conv.im2col_t(x, kh, kw, conv.stride, conv.padding, cols_t)
         rows = conv._buffer("rows", (n * oh * ow, f))
-        gemm.matmul(cols, W.reshape(f, -1).T, out=rows)
+        gemm.matmul(cols_t.T, W.reshape(f, -1).T, out=rows)
         _fused.rows_relu_maxpool_forward(rows, b, oh, ow, *pool.pool_size, *pool.stride, y, argmax)
         self._cache = (x, y, argmax)
         return y

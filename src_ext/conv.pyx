@@ -45,6 +45,42 @@ cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int
     return 0
 
 
+cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
+                   floating[:, ::1] cols_t) except -1 nogil:
+    """The transpose of im2col, ``cols_t[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]``, written row by row.
+
+    Each kernel tap's row is a run of whole output rows, so with stride 1 it is made of contiguous copies of OW
+    pixels (instead of kw pixels): ``cols_t.T @ W.reshape(F, -1).T`` is the same convolution as im2col's.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
+    cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row
+    cdef floating* dst
+    cdef const floating* src
+    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    row = (c * kh + i) * kw + j
+                    dst = &cols_t[row, n * OH * OW]
+                    for oh in range(OH):
+                        h = oh * stride + i - pad
+                        if h < 0 or h >= H:
+                            for ow in range(OW):
+                                dst[ow] = 0
+                        elif stride == 1 and j - pad >= 0 and j - pad + OW <= W:
+                            src = &x[n, c, h, j - pad]
+                            for ow in range(OW):
+                                dst[ow] = src[ow]
+                        else:
+                            for ow in range(OW):
+                                w = ow * stride + j - pad
+                                dst[ow] = x[n, c, h, w] if 0 <= w < W else 0
+                        dst = dst + OW
+    return 0
+
+
 cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pad,
                  floating[:, :, :, ::1] dx) except -1 nogil:
     """The adjoint of im2col: zero ``dx``, then add every row of ``cols`` back onto the pixels it came from."""
