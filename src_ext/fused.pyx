@@ -26,6 +26,18 @@ from libc.stdlib cimport free, malloc
 cdef extern from "omp_shim.h":
     const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
 
+cdef extern from "vec.h":
+    void cycnn_axpy_float(float* y, const float* x, float a, Py_ssize_t n) nogil
+    void cycnn_axpy_double(double* y, const double* x, double a, Py_ssize_t n) nogil
+
+
+cdef inline void axpy(floating* y, const floating* x, floating a, Py_ssize_t n) noexcept nogil:
+    """y += a * x (vectorized: see vec.h)."""
+    if floating is float:
+        cycnn_axpy_float(y, x, a, n)
+    else:
+        cycnn_axpy_double(y, x, a, n)
+
 
 # Channels are processed in blocks of BLOCK with fixed-size local arrays, which the compiler keeps in vector
 # registers (one AVX-512 register holds 16 floats); leftover channels take the plain loop.
@@ -110,27 +122,6 @@ cdef inline void conv_pixel(const floating* taps, const floating* wt, Py_ssize_t
         out[f] = 0
         for t in range(T):
             out[f] += taps[t] * wt[t * F + f]
-
-
-cdef inline void add_outer_block(const floating* taps, const floating* g, Py_ssize_t T, Py_ssize_t F,
-                                 floating* dwt) noexcept nogil:
-    """``dwt[t*F + f] += taps[t] * g[f]``: one output pixel's share of a direct convolution's weight gradient."""
-    cdef floating gb[BLOCK]
-    cdef Py_ssize_t fb = 0, f, t, q
-    cdef floating xv
-    cdef floating* d
-    while fb + BLOCK <= F:
-        for q in range(BLOCK):
-            gb[q] = g[fb + q]
-        for t in range(T):
-            xv = taps[t]
-            d = dwt + t * F + fb
-            for q in range(BLOCK):
-                d[q] += gb[q] * xv
-        fb = fb + BLOCK
-    for f in range(fb, F):
-        for t in range(T):
-            dwt[t * F + f] += taps[t] * g[f]
 
 
 cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[::1] bias,
@@ -238,7 +229,9 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     cdef Py_ssize_t P = OH * OW
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t k, n, f, q, i, j, p
-    cdef floating g
+    cdef const floating* yn
+    cdef const floating* dyn
+    cdef const int* an
     cdef floating* padded
     cdef floating* taps
     cdef floating* grad
@@ -263,19 +256,20 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
                     grad[q] = 0
                 for p in range(P):
                     touched[p] = 0
+                yn = &y[n, 0, 0, 0]
+                dyn = &dy[n, 0, 0, 0]
+                an = &argmax[n, 0, 0, 0]
                 for f in range(F):
-                    for i in range(PH):
-                        for j in range(PW):
-                            if y[n, f, i, j] > 0:
-                                g = dy[n, f, i, j]
-                                db[f] += g
-                                p = argmax[n, f, i, j]
-                                grad[p * F + f] += g
-                                touched[p] = 1
+                    for q in range(f * PH * PW, (f + 1) * PH * PW):
+                        if yn[q] > 0:
+                            db[f] += dyn[q]
+                            grad[an[q] * F + f] += dyn[q]
+                            touched[an[q]] = 1
                 for p in range(P):
                     if touched[p]:
                         image_taps(padded, C, HP, WP, KH, KW, stride, p // OW, p % OW, taps)
-                        add_outer_block(taps, grad + p * F, T, F, dwt)
+                        for q in range(T):
+                            axpy(dwt + q * F, grad + p * F, taps[q], F)
         free(padded)
         free(taps)
         free(grad)
@@ -298,7 +292,6 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t f, n, i, j, ki, kj, c, p, h, w
     cdef floating g, gsum
-    cdef const floating* src
     cdef floating* dst
     for f in prange(F, schedule="static", use_threads_if=N * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
         dst = &dw_hwc[f, 0, 0, 0]
@@ -321,10 +314,7 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
                             w = (p % OW) * stride + kj - pad
                             if w < 0 or w >= W:
                                 continue
-                            src = &x_nhwc[n, h, w, 0]
-                            dst = &dw_hwc[f, ki, kj, 0]
-                            for c in range(C):
-                                dst[c] += g * src[c]
+                            axpy(&dw_hwc[f, ki, kj, 0], &x_nhwc[n, h, w, 0], g, C)
         db[f] = gsum
     return 0
 
@@ -340,8 +330,6 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
     cdef Py_ssize_t n, f, i, j, ki, kj, c, p, h, w
     cdef floating g
     cdef floating* acc
-    cdef floating* dst
-    cdef const floating* src
     with parallel(use_threads_if=N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
         acc = <floating*>malloc(H * W * C * sizeof(floating))
         for n in prange(N, schedule="static"):
@@ -362,10 +350,7 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
                                 w = (p % OW) * stride + kj - pad
                                 if w < 0 or w >= W:
                                     continue
-                                src = &w_hwc[f, ki, kj, 0]
-                                dst = acc + (h * W + w) * C
-                                for c in range(C):
-                                    dst[c] += g * src[c]
+                                axpy(acc + (h * W + w) * C, &w_hwc[f, ki, kj, 0], g, C)
             for c in range(C):
                 for h in range(H):
                     for w in range(W):
