@@ -306,15 +306,17 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
                     g = dy[n, f, i, j]
                     gsum = gsum + g
                     p = argmax[n, f, i, j]
+                    w = (p % OW) * stride - pad
                     for ki in range(KH):
                         h = (p // OW) * stride + ki - pad
                         if h < 0 or h >= H:
                             continue
+                        if w >= 0 and w + KW <= W:  # the kernel row lies inside: one contiguous run
+                            axpy(&dw_hwc[f, ki, 0, 0], &x_nhwc[n, h, w, 0], g, KW * C)
+                            continue
                         for kj in range(KW):
-                            w = (p % OW) * stride + kj - pad
-                            if w < 0 or w >= W:
-                                continue
-                            axpy(&dw_hwc[f, ki, kj, 0], &x_nhwc[n, h, w, 0], g, C)
+                            if 0 <= w + kj < W:
+                                axpy(&dw_hwc[f, ki, kj, 0], &x_nhwc[n, h, w + kj, 0], g, C)
         db[f] = gsum
     return 0
 
@@ -342,15 +344,17 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
                             continue
                         g = dy[n, f, i, j]
                         p = argmax[n, f, i, j]
+                        w = (p % OW) * stride - pad
                         for ki in range(KH):
                             h = (p // OW) * stride + ki - pad
                             if h < 0 or h >= H:
                                 continue
+                            if w >= 0 and w + KW <= W:  # the kernel row lies inside: one contiguous run
+                                axpy(acc + (h * W + w) * C, &w_hwc[f, ki, 0, 0], g, KW * C)
+                                continue
                             for kj in range(KW):
-                                w = (p % OW) * stride + kj - pad
-                                if w < 0 or w >= W:
-                                    continue
-                                axpy(acc + (h * W + w) * C, &w_hwc[f, ki, kj, 0], g, C)
+                                if 0 <= w + kj < W:
+                                    axpy(acc + (h * W + w + kj) * C, &w_hwc[f, ki, kj, 0], g, C)
             for c in range(C):
                 for h in range(H):
                     for w in range(W):
