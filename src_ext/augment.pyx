@@ -18,7 +18,7 @@ cpdef int affine_warp(const floating[:, :, ::1] src, const double[:, :, ::1] m,
     cdef Py_ssize_t N = src.shape[0], H = src.shape[1], W = src.shape[2]
     cdef Py_ssize_t n, r, c, r0, c0
     cdef double sr, sc, fr, fc, v00, v01, v10, v11
-    for n in prange(N, schedule="static", use_threads_if=N * H * W > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * H * W > CYCNN_PARALLEL_MIN_WORK):
         for r in range(H):
             for c in range(W):
                 sr = m[n, 0, 0] * r + m[n, 0, 1] * c + m[n, 0, 2]

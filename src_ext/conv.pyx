@@ -23,7 +23,7 @@ cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int
     cdef Py_ssize_t n, oh, ow, c, i, j, h, w0
     cdef floating* dst
     cdef const floating* src
-    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         for oh in range(OH):
             for ow in range(OW):
                 dst = &cols[(n * OH + oh) * OW + ow, 0]
@@ -58,7 +58,7 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
     cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row
     cdef floating* dst
     cdef const floating* src
-    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         for c in range(C):
             for i in range(kh):
                 for j in range(kw):
@@ -90,7 +90,7 @@ cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pa
     cdef Py_ssize_t n, oh, ow, c, i, j, h, w0, k
     cdef const floating* src
     cdef floating* dst
-    for n in prange(N, schedule="static", use_threads_if=N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
         dst = &dx[n, 0, 0, 0]
         for k in range(C * H * W):
             dst[k] = 0
@@ -120,7 +120,7 @@ cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bi
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2]
     cdef Py_ssize_t n, f, p
     cdef floating v, b
-    for n in prange(N, schedule="static", use_threads_if=N * F * P > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             b = bias[f]
             for p in range(P):
@@ -136,7 +136,7 @@ cpdef int nchw_to_rows(const floating[:, :, ::1] dy, const floating[:, :, ::1] y
     """``rows[n*P + p, f] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: the adjoint of rows_to_nchw."""
     cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
     cdef Py_ssize_t n, f, p
-    for n in prange(N, schedule="static", use_threads_if=N * F * P > CYCNN_PARALLEL_MIN_WORK):
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             for p in range(P):
                 if relu and y[n, f, p] <= 0:

@@ -133,7 +133,7 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     cdef Py_ssize_t n
     cdef floating* best
     cdef int* where
-    with parallel(use_threads_if=N * P * F > CYCNN_PARALLEL_MIN_WORK):
+    with parallel(use_threads_if=N > 1 and N * P * F > CYCNN_PARALLEL_MIN_WORK):
         best = <floating*>malloc(F * sizeof(floating))
         where = <int*>malloc(F * sizeof(int))
         for n in prange(N, schedule="static"):
@@ -189,7 +189,7 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     cdef floating* taps
     cdef floating* best
     cdef int* where
-    with parallel(use_threads_if=N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
+    with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
         taps = <floating*>malloc(T * sizeof(floating))
@@ -238,7 +238,7 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     cdef char* touched
     cdef floating* dwt
     cdef floating* db
-    with parallel(use_threads_if=N * F * PH * PW * T > CYCNN_PARALLEL_MIN_WORK):
+    with parallel(use_threads_if=N > 1 and N * F * PH * PW * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         taps = <floating*>malloc(T * sizeof(floating))
         grad = <floating*>malloc(P * F * sizeof(floating))
@@ -332,7 +332,7 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
     cdef Py_ssize_t n, f, i, j, ki, kj, c, p, h, w
     cdef floating g
     cdef floating* acc
-    with parallel(use_threads_if=N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
+    with parallel(use_threads_if=N > 1 and N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
         acc = <floating*>malloc(H * W * C * sizeof(floating))
         for n in prange(N, schedule="static"):
             for c in range(H * W * C):

@@ -10,6 +10,7 @@ static int omp_get_max_threads(void) { return 1; }
 static void omp_set_num_threads(int n) { (void)n; }
 #endif
 
-/* Below this many elements of work, a kernel runs on one thread: waking sleeping OpenMP threads costs more. */
+/* Below this many elements of work (or with a single image to share out), a kernel runs on one thread: waking
+   sleeping OpenMP threads costs more. */
 #define CYCNN_PARALLEL_MIN_WORK 32768
 #endif
