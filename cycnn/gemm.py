@@ -15,8 +15,10 @@ import numpy as np
 
 # Below this many floating-point operations a product is not worth cutting up.
 MIN_SPLIT_FLOPS = 4_000_000
-# Large products are cut into this many row blocks, on any thread count (so results never depend on it).
-BLOCKS = 8
+# Large products are cut into up to this many row blocks of at least MIN_BLOCK_ROWS rows; the cut depends on the
+# shape only, never on the thread count (so neither do the results).
+MAX_BLOCKS = 8
+MIN_BLOCK_ROWS = 32
 
 _threads = 1
 _pool = None
@@ -41,13 +43,14 @@ def matmul(a, b, out=None):
     """``a @ b`` for 2-D arrays (into ``out`` if given); large products in row blocks shared among the threads."""
     m, k = a.shape
     n = b.shape[1]
-    if 2 * m * k * n < MIN_SPLIT_FLOPS or m < BLOCKS:
+    count = min(MAX_BLOCKS, m // MIN_BLOCK_ROWS)
+    if 2 * m * k * n < MIN_SPLIT_FLOPS or count < 2:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    bounds = [m * i // BLOCKS for i in range(BLOCKS + 1)]
+    bounds = [m * i // count for i in range(count + 1)]
     blocks = list(zip(bounds[:-1], bounds[1:]))
-    shares = [blocks[BLOCKS * t // _threads:BLOCKS * (t + 1) // _threads] for t in range(_threads)]
+    shares = [blocks[count * t // _threads:count * (t + 1) // _threads] for t in range(_threads)]
     futures = [_pool.submit(_multiply_blocks, a, b, out, share) for share in shares[1:]]
     _multiply_blocks(a, b, out, shares[0])
     for future in futures:

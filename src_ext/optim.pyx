@@ -15,12 +15,13 @@ cpdef int adam_update(floating[::1] param, const floating[::1] grad, floating[::
     ``step`` is the bias-corrected learning rate lr * sqrt(1 - b2^t) / (1 - b1^t).
     """
     cdef Py_ssize_t i, n = param.shape[0]
-    cdef floating g
+    # The arithmetic runs in the parameters' own precision (float32 vectors are twice as wide as float64 ones).
+    cdef floating g, b1 = <floating>beta1, b2 = <floating>beta2, lr_t = <floating>step, e = <floating>eps
     for i in prange(n, schedule="static", use_threads_if=n > CYCNN_PARALLEL_MIN_WORK):
         g = grad[i]
-        m[i] = <floating>(beta1 * m[i] + (1 - beta1) * g)
-        v[i] = <floating>(beta2 * v[i] + (1 - beta2) * g * g)
-        param[i] = <floating>(param[i] - step * m[i] / (sqrt(v[i]) + eps))
+        m[i] = b1 * m[i] + (1 - b1) * g
+        v[i] = b2 * v[i] + (1 - b2) * g * g
+        param[i] = param[i] - lr_t * m[i] / (sqrt(v[i]) + e)
     return 0
 
 
