@@ -44,7 +44,6 @@ def test_live_page_draws_in_chromium(tmp_path):
         image = np.asarray(Image.open(shot).convert("RGB"))
         assert image.shape[:2] == (1400, 1280)
         background = np.all(image == [246, 248, 250], axis=2) | np.all(image == 255, axis=2)
-        print(f"{1 - background.mean():.1%} of the screenshot is drawn")
         assert background.mean() < 0.95  # curves, kernels, maps, digits and bars, not just empty panels
         colours = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
         assert len(np.unique(colours)) > 200  # colour maps and text, not a blank page
