@@ -318,6 +318,7 @@ def dense_figure(model, image, caption):
             for k, p in enumerate(probs):
                 if p >= 0.01:
                     ax.text(k, p + 0.02, f"{p:.0%}", ha="center", fontsize=8)
+            ax.set_xlabel("class")
             ax.set_ylabel("probability")
             ax.set_title(f"{layer_label(model, i)} → softmax: predicted {model.class_names[best]} "
                          f"({probs[best]:.1%})", fontsize=11)
