@@ -7,8 +7,9 @@ Every record has a ``type``:
 - ``step``, every ``every`` steps (and on the first and on each epoch's last): the step's loss and batch
   accuracy, the mean loss and accuracy since the previous step record, the learning rate, images/s; per layer the
   mean forward and backward time in ms over the ``timed_steps`` steps since the previous record (the logged step
-  itself runs layer by layer to keep every output, so it is left out unless it is the only one) and the mean and
-  the fraction of zeros of its output on this step; per parameter tensor the gradient norm, the weight norm and the
+  itself also runs an extra layer-by-layer pass to record every output, so it is left out unless it is the only
+  one) and the mean and the fraction of zeros of its output for this step's batch (recorded in eval mode, so
+  without dropout); per parameter tensor the gradient norm, the weight norm and the
   update-to-weight ratio ||W_after - W_before|| / ||W_before||.
 - ``epoch``: train and validation loss and accuracy, and the epoch's wall time.
 
@@ -172,7 +173,7 @@ class LayerTimes(Callback):
 
     def on_step_end(self, trainer, info):
         if trainer.keep_activations:
-            return  # run layer by layer for a log record: not a typical step
+            return  # a step that also ran layer by layer for a log record: not typical
         timings = trainer.model.timings
         for i, (f, b) in enumerate(zip(timings["forward"], timings["backward"])):
             self.forward[i] += f

@@ -499,7 +499,7 @@ def training_curves_figure(records):
 def layer_times_figure(records):
     """Mean forward and backward time per step of each layer, over all the logged intervals."""
     steps = latest(records, "step")
-    steps = [r for r in steps if r.get("timed_steps")] or steps  # leave out the times of unfused logged steps
+    steps = [r for r in steps if r.get("timed_steps")] or steps  # leave out the logged steps' times
     names = [entry["layer"] + (f" (timed with {entry['timed_with']})" if "timed_with" in entry else "")
              for entry in steps[0]["layers"]]
     forward = np.mean([[e["forward_ms"] for e in r["layers"]] for r in steps], axis=0)

@@ -6,7 +6,7 @@ and without it interleave every second or so, and each watched block is compared
 around it, so that a shared machine's drifting load cancels out; the cost is the median of those ratios (block
 times: the steps and all the hooks, in wall clock and in process CPU time). It is also accounted for directly
 inside the watched blocks: the time spent in the watcher's hooks plus what the steps it asked to keep every
-activation (which run unfused) took beyond a typical step. Usage:
+activation (which also run an extra layer-by-layer pass) took beyond a typical step. Usage:
 
     python docs/measure_overhead.py log
     python docs/measure_overhead.py live [--browser]
@@ -63,10 +63,10 @@ class EveryOtherBlock(Callback):
         if trainer.state.global_step % self.block == 0:
             wall, cpu = time.perf_counter() - self.start, os.times()
             cpu = (cpu.user - self.cpu_start.user) + (cpu.system - self.cpu_start.system)
-            unfused = [s for s, kept in self.steps if kept]
-            if unfused:  # the kept-activation steps' time beyond the block's typical step
+            observed = [s for s, kept in self.steps if kept]
+            if observed:  # the kept-activation steps' time beyond the block's typical step
                 typical = statistics.median(s for s, kept in self.steps if not kept)
-                self.added += sum(s - typical for s in unfused)
+                self.added += sum(s - typical for s in observed)
             self.blocks[self.on].append((wall, cpu, self.added))
 
     def on_epoch_end(self, trainer, record):
@@ -135,7 +135,7 @@ def main():
         low, median, high = (100 * (q - 1) for q in statistics.quantiles(ratios))
         print(f"{name}: {label} time of a watched block against its neighbours: median {median:+.1f}% "
               f"(quartiles {low:+.1f}%, {high:+.1f}%)")
-    print(f"{name}: added inside the watched blocks (hooks and unfused steps): median "
+    print(f"{name}: added inside the watched blocks (hooks and observed steps): median "
           f"{100 * statistics.median(w[2] / w[0] for w, _, _ in pairs):.2f}% of the block's time")
 
 
