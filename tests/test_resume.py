@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +62,9 @@ def uninterrupted(tmp_path_factory):
 
 
 def start_run(out):
-    return subprocess.Popen([sys.executable, "-m", "cycnn.cli", *RUN, "--out", str(out)],
+    # cwd: run from the output's folder, never the repository root, whose uncompiled cycnn/ would shadow the
+    # installed package for `python -m`.
+    return subprocess.Popen([sys.executable, "-m", "cycnn.cli", *RUN, "--out", str(out)], cwd=Path(out).parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

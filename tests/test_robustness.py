@@ -205,7 +205,7 @@ def test_a_real_process_prints_one_line_for_a_pickle(bad_models):
     files, marker = bad_models
     path = next(p for p, fragment in files if p.name == "pickle.npz")
     done = subprocess.run([sys.executable, "-m", "cycnn.cli", "evaluate", str(path)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=path.parent)  # not the repository root: its cycnn/ is uncompiled
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [f"cycnn: error: {path}: a Python pickle, not a cycnn model file "
                                                 "(cycnn never unpickles files)"]
