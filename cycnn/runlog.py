@@ -69,6 +69,7 @@ class RunLog(Callback):
     # --- callback hooks -------------------------------------------------------------------------------------
     def on_train_begin(self, trainer):
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # as the model's save does
             self.file = open(self.path, "a" if self.append else "w", encoding="utf-8")
         except OSError as exc:
             raise CycnnError(f"{self.path}: cannot write the training log ({exc.strerror})") from None

@@ -168,12 +168,12 @@ def run_cli(args, capsys):
 
 
 def test_cli_writes_the_log_beside_the_model_and_prints_timings(tmp_path, capsys):
-    out = tmp_path / "m.npz"
+    out = tmp_path / "new" / "m.npz"  # a folder that does not exist yet: the run creates it for all its files
     code, stdout, err = run_cli(["train", "--epochs", "1", "--limit-train", "300", "--batch-size", "32",
                                  "--conv", "4", "--kernel", "3", "--dense", "16", "--log-every", "4", "--verbose",
                                  "--out", out], capsys)
     assert code == 0, err
-    records = read_log(tmp_path / "m.log.jsonl")
+    records = read_log(tmp_path / "new" / "m.log.jsonl")
     assert records[0]["train_images"] == 285 and records[0]["limit_train"] == 300
     assert [r["step"] for r in latest(records, "step")] == [1, 4, 8, 9]  # 9 steps of 32
     assert "mean time per step over" in stdout and "2: Flatten" in stdout
