@@ -49,7 +49,7 @@ def _float_list(text, name):
 def _setup_threads(threads):
     from cycnn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
     keep_large_allocations_in_heap()
-    return set_threads(default_threads() if threads is None else threads)
+    set_threads(default_threads() if threads is None else threads)
 
 
 def _load_data(data_dir, dataset=None):
@@ -298,7 +298,7 @@ def train(
                              lr_schedule=lr_schedule, seed=seed, augment=augment)
         opt = make_optimizer(optimizer, lr)
         state = None
-    limiter = _setup_threads(threads)
+    _setup_threads(threads)
     data = _load_data(data_dir, dataset)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if limit_train is not None:
@@ -387,7 +387,6 @@ def train(
         summary.update(reached or {"time_to_target_s": None, "target_accuracy": target_accuracy})
     model.save(out, metadata={"test_accuracy": test_acc, "test_loss": test_loss, "train": config.to_dict(),
                               "history": trainer.state.history})
-    del limiter
     typer.echo(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}); "
                f"{summary['train_images_per_s']:,.0f} images/s; model saved to {out}")
     if target is not None:
@@ -458,7 +457,7 @@ def evaluate_command(
     from cycnn.training import predict_images
 
     model = _load_model(model_path)
-    limiter = _setup_threads(threads)
+    _setup_threads(threads)
     data = _load_data(data_dir, dataset)
     x_test, y_test = data.x_test, data.y_test
     if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
@@ -469,7 +468,6 @@ def evaluate_command(
         raise ConfigError(f"{model_path}: the model's classes ({', '.join(model.class_names)}) are not the "
                           f"dataset's ({', '.join(data.class_names)})")
     probs = predict_images(model, x_test)
-    del limiter
     predicted = probs.argmax(axis=1)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, None))))
     accuracy = float(np.mean(predicted == y_test))
@@ -561,7 +559,7 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
         beside = model_path.with_name(model_path.stem + ".log.jsonl")
         log = beside if beside.is_file() else None
     records = read_log(log) if log is not None else None
-    limiter = _setup_threads(None)
+    _setup_threads(None)
     data = _load_data(data_dir, dataset)
     x_test, y_test = data.x_test, data.y_test
     if x_test.shape[1:] != model.input_shape[1:] or y_test.max() >= model.num_classes:
@@ -577,7 +575,6 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)
         chosen.append((f"image_{slug}", path.name, prepare_for_model(path, model.input_shape)))
     probs = predict_images(model, x_test)
-    del limiter
     return model, log, y_test, probs, pictures(model, to_input(x_test), y_test, probs, chosen, records, count)
 
 

@@ -112,9 +112,8 @@ class Trainer:
     def train_step(self, xb, yb, epoch, step):
         """One forward, backward and update; returns (loss, number correct)."""
         cfg = self.config
-        noise = np.random.default_rng([cfg.seed, epoch, step, 1])
         if cfg.augment:
-            xb = random_affine(xb, noise, cfg.max_degrees, cfg.max_shift)
+            xb = random_affine(xb, np.random.default_rng([cfg.seed, epoch, step, 1]), cfg.max_degrees, cfg.max_shift)
         for i, layer in enumerate(self.model.layers):
             if isinstance(layer, Dropout):
                 layer.rng = np.random.default_rng([cfg.seed, epoch, step, 2, i])

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from cycnn import architecture
-from cycnn.cli import main
 from cycnn.errors import ArchitectureError, ConfigError
 from cycnn.serialization import load_model
+
+from cli_runner import run_cli  # tests/cli_runner.py
 
 TOML_ARCH = """\
 # Three 5x5 convolutions with padding 2 and two hidden dense layers.
@@ -63,14 +64,6 @@ type = "Dense"
 in_features = 32
 out_features = 10
 """
-
-
-def run_cli(args, capsys):
-    """Run ``cycnn ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 @pytest.fixture(scope="module")

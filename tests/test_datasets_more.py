@@ -8,19 +8,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cycnn import datasets, image_folder
-from cycnn.cli import main
 from cycnn.errors import DataError, ImageError
 from cycnn.serialization import load_model
 
+from cli_runner import run_cli  # tests/cli_runner.py
+
 SHAPES = ("circle", "cross", "square")  # sorted, as the class names come out
-
-
-def run_cli(args, capsys):
-    """Run ``cycnn ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 def draw_shape(kind, rng, size=64):

@@ -10,22 +10,15 @@ import numpy as np
 import pytest
 
 from cycnn import _parallel, architecture
-from cycnn.cli import main
 from cycnn.datasets import load_idx_dataset, to_input
 from cycnn.optimizers import make_optimizer
 from cycnn.runtime import set_threads
 from cycnn.training import TrainConfig, Trainer
 
+from cli_runner import run_cli  # tests/cli_runner.py
+
 TOLERANCE = 1e-5
 ALLOWED_OPS = {"Conv", "Relu", "MaxPool", "Flatten", "Reshape", "Gemm", "MatMul", "Add", "Softmax"}
-
-
-def run_cli(args, capsys):
-    """Run ``cycnn ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,18 @@ import pytest
 
 from cycnn import architecture
 from cycnn.checkpoint import load_checkpoint, save_checkpoint
-from cycnn.cli import main
 from cycnn.errors import TrainingDiverged
 from cycnn.optimizers import make_optimizer
 from cycnn.runtime import default_threads, set_threads
 from cycnn.serialization import load_model
 from cycnn.training import TrainConfig, TrainState
 
+from cli_runner import run_cli  # tests/cli_runner.py
+
 # 760 training images in 24 steps per epoch, 4 epochs: about a second of training; checkpoints every 7 steps
 # land in the middle of epochs. Augmentation and dropout make the run depend on every random stream.
 RUN = ["train", "--conv", "4", "--dense", "16", "--limit-train", "800", "--val-split", "0.05", "--epochs", "4",
        "--batch-size", "32", "--checkpoint-every", "7", "--seed", "3", "--augment", "--threads", "1", "--quiet"]
-
-
-def run_cli(argv, capsys=None):
-    """``cycnn ARGV`` in this process: (exit code, stdout, stderr) (output only with ``capsys``)."""
-    if capsys is not None:
-        capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr() if capsys is not None else ("", "")
-    return stop.value.code, out, err
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -23,7 +23,6 @@ from PIL import Image, ImageDraw
 
 from cycnn import architecture
 from cycnn.checkpoint import load_checkpoint, save_checkpoint
-from cycnn.cli import main
 from cycnn.datasets import load_idx_dataset
 from cycnn.images import mnist_style, prepare_digit
 from cycnn.errors import DataError, ModelFileError, OutputError
@@ -31,14 +30,7 @@ from cycnn.optimizers import make_optimizer
 from cycnn.serialization import _digest, load_model, write_atomic
 from cycnn.training import TrainConfig, TrainState
 
-
-def run_cli(argv, capsys):
-    """Run ``cycnn ARGV`` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
+from cli_runner import run_cli  # tests/cli_runner.py
 
 
 def assert_one_line_error(code, err, *fragments):

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from cycnn import architecture
-from cycnn.cli import main
 from cycnn.errors import CycnnError, DataError
 from cycnn.optimizers import make_optimizer
 from cycnn.runlog import LayerTimes, RunLog, latest, read_log, timing_table
 from cycnn.training import Callback, TrainConfig, Trainer
+
+from cli_runner import run_cli  # tests/cli_runner.py
 
 SMALL = architecture.stack([4], [3], 2, [16], [0.5], input_shape=(1, 28, 28), num_classes=10)
 
@@ -158,13 +159,6 @@ def test_read_log_rejects_other_files(tmp_path, text, problem):
 def test_bad_interval_is_refused():
     with pytest.raises(CycnnError, match="positive number of steps"):
         RunLog("x.jsonl", every=0)
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 def test_cli_writes_the_log_beside_the_model_and_prints_timings(tmp_path, capsys):

@@ -15,6 +15,8 @@ from cycnn.optimizers import make_optimizer
 from cycnn.runlog import RunLog, read_log
 from cycnn.training import TrainConfig, Trainer, predict_images
 
+from cli_runner import run_cli  # tests/cli_runner.py
+
 TWO_CONV = architecture.stack([4, 6], [3, 3], 2, [16], [0.2], input_shape=(1, 28, 28), num_classes=10)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -128,11 +130,6 @@ def test_most_confused_without_mistakes_says_so(runs):
 
 
 # --- the commands -------------------------------------------------------------------------------------------
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 @pytest.fixture(scope="module")
