@@ -3,8 +3,10 @@
 The pair computes exactly what the two layers compute one after the other (tests check both against each other),
 but never writes the full-resolution convolution output: the pooled map comes straight out of the convolution
 (src_ext/fused.pyx), and in the backward pass only each window's winner gets a gradient. A layer with few input
-taps (in_channels * kh * kw, e.g. the first layer on grayscale images) is convolved directly; the others go
-through im2col and one BLAS GEMM. The parameters and gradients stay in the Conv2D layer, as without fusion.
+taps (in_channels * kh * kw, e.g. the first layer on grayscale images) is convolved directly; a 3x3 convolution
+followed by 2x2 pooling (the reference network's second layer) by Winograd's F(2x2, 3x3) algorithm
+(src_ext/winograd.h); the others go through im2col and one BLAS GEMM. The parameters and gradients stay in the
+Conv2D layer, as without fusion.
 """
 import numpy as np
 
@@ -16,6 +18,8 @@ DIRECT_MAX_TAPS = 32
 # The direct weight gradient is summed in this many fixed batch chunks, then the chunks in order: the same
 # floating-point result on any number of threads.
 GRADIENT_CHUNKS = 16
+# Winograd's kernel works on whole vectors of output channels: 16 floats or 8 doubles.
+WINOGRAD_CHANNEL_MULTIPLE = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
 
 
 class ConvReluPool:
@@ -25,6 +29,9 @@ class ConvReluPool:
         self.conv, self.pool = conv, pool
         kh, kw = conv.kernel_size
         self.direct = conv.in_channels * kh * kw <= DIRECT_MAX_TAPS
+        self.winograd = (not self.direct and conv.kernel_size == (3, 3) and conv.stride == 1
+                         and pool.pool_size == (2, 2) and pool.stride == (2, 2)
+                         and conv.out_channels % WINOGRAD_CHANNEL_MULTIPLE[np.dtype(conv.dtype)] == 0)
         self._cache = None
 
     @staticmethod
@@ -44,6 +51,12 @@ class ConvReluPool:
             taps_by_channel = np.ascontiguousarray(W.reshape(f, -1).T)
             _fused.direct_relu_maxpool_forward(x, taps_by_channel, b, *conv.kernel_size, conv.stride, conv.padding,
                                                *pool.pool_size, *pool.stride, y, argmax)
+            self._cache = (x, y, argmax)
+            return y
+        if self.winograd:
+            kernel = conv._buffer("winograd_kernel", (16, conv.in_channels, conv.out_channels))
+            _fused.winograd_kernel(W, kernel)
+            _fused.winograd_relu_maxpool_forward(x, kernel, b, conv.padding, y, argmax)
             self._cache = (x, y, argmax)
             return y
         kh, kw = conv.kernel_size

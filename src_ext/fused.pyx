@@ -26,6 +26,18 @@ from libc.stdlib cimport free, malloc
 cdef extern from "omp_shim.h":
     const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
 
+cdef extern from "winograd.h":
+    void cycnn_winograd_kernel_float(const float* W, Py_ssize_t F, Py_ssize_t C, float* rows, float* U) nogil
+    void cycnn_winograd_kernel_double(const double* W, Py_ssize_t F, Py_ssize_t C, double* rows, double* U) nogil
+    void cycnn_winograd_tile_row_float(const float* image, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
+                                       const float* U, const float* bias, Py_ssize_t F, Py_ssize_t OW,
+                                       Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t i, float* V, float* M, float* y,
+                                       int* argmax) nogil
+    void cycnn_winograd_tile_row_double(const double* image, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
+                                        const double* U, const double* bias, Py_ssize_t F, Py_ssize_t OW,
+                                        Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t i, double* V, double* M,
+                                        double* y, int* argmax) nogil
+
 cdef extern from "vec.h":
     void cycnn_axpy_float(float* y, const float* x, float a, Py_ssize_t n) nogil
     void cycnn_axpy_double(double* y, const double* x, double a, Py_ssize_t n) nogil
@@ -208,6 +220,58 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
         free(taps)
         free(best)
         free(where)
+    return 0
+
+
+cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
+                                        const floating[::1] bias, int pad,
+                                        floating[:, :, :, ::1] y, int[:, :, :, ::1] argmax) except -1 nogil:
+    """3x3 convolution (stride 1, zero padding ``pad``) + bias + ReLU + 2x2/2 max-pool by Winograd F(2x2, 3x3)
+    (src_ext/winograd.h). ``U`` (16, C, F) is the transformed kernel; F must be a whole number of vectors
+    (16 floats or 8 doubles). One image per thread, one row of tiles (= one row of pooled outputs) at a time."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = U.shape[2], PH = y.shape[2], PW = y.shape[3]
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, OW = WP - 2
+    cdef Py_ssize_t n, i
+    cdef floating* padded
+    cdef const floating* image
+    cdef floating* V
+    cdef floating* M
+    with parallel(use_threads_if=N > 1 and N * PH * PW * 16 * C * F > CYCNN_PARALLEL_MIN_WORK):
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        V = <floating*>malloc(16 * PW * C * sizeof(floating))
+        M = <floating*>malloc(16 * PW * F * sizeof(floating))
+        for n in prange(N, schedule="static"):
+            if pad == 0:
+                image = &x[n, 0, 0, 0]
+            else:
+                pad_image(x[n], pad, padded)
+                image = padded
+            for i in range(PH):
+                if floating is float:
+                    cycnn_winograd_tile_row_float(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V, M,
+                                                  &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+                else:
+                    cycnn_winograd_tile_row_double(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V,
+                                                   M, &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+        free(padded)
+        free(V)
+        free(M)
+    return 0
+
+
+cpdef int winograd_kernel(const floating[:, :, :, ::1] W, floating[:, :, ::1] U) except -1 nogil:
+    """The transformed kernel for ``winograd_relu_maxpool_forward``: ``U[4a+b, c, f] = (G W[f, c] G^T)[a, b]``
+    with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], for 3x3 weights W (F, C, 3, 3)."""
+    cdef floating* rows = <floating*>malloc(16 * W.shape[0] * sizeof(floating))
+    if rows == NULL:
+        with gil:
+            raise MemoryError()
+    if floating is float:
+        cycnn_winograd_kernel_float(&W[0, 0, 0, 0], W.shape[0], W.shape[1], rows, &U[0, 0, 0])
+    else:
+        cycnn_winograd_kernel_double(&W[0, 0, 0, 0], W.shape[0], W.shape[1], rows, &U[0, 0, 0])
+    free(rows)
     return 0
 
 

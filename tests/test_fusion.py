@@ -10,8 +10,11 @@ CASES = [
     (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer (direct path)
     (1, 3, 5, 2, 1, 13, 3, 2),      # direct, strided, padded, overlapping windows
     (3, 5, (2, 3), 1, 1, 9, 2, None),  # direct, non-square kernel
-    (8, 6, 3, 1, 0, 13, 2, None),   # im2col path (reference second layer, odd map 11 -> 5)
+    (8, 6, 3, 1, 0, 13, 2, None),   # im2col path (odd map 11 -> 5; 6 channels are not whole vectors)
     (5, 4, 3, 2, 1, 12, 3, 2),      # im2col path, strided, padded, overlapping windows
+    (8, 16, 3, 1, 0, 13, 2, None),  # Winograd path, as the reference second layer (odd map 11 -> 5)
+    (5, 32, 3, 1, 1, 12, 2, None),  # Winograd, padded, even map
+    (3, 80, 3, 1, 1, 9, 2, None),   # Winograd, 80 channels: the kernel's block of 64 and a remainder of 16
 ]
 
 
@@ -30,6 +33,7 @@ def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, inp
     conv, pool_layer = _pair(c, f, k, s, p, dtype), MaxPool2D(pool, pool_stride, dtype=dtype)
     fused = fusion.ConvReluPool(conv, pool_layer)
     assert fused.direct == (c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS)
+    assert fused.winograd == (not fused.direct and k == 3 and s == 1 and pool == 2 and f % 16 == 0)
 
     expected = pool_layer(conv(x))
     dy = rng.standard_normal(expected.shape).astype(dtype)

@@ -39,7 +39,8 @@ def test_keep_activations_holds_every_layer_output():
     logits = model.eval().forward(x, keep_activations=True)
     assert [a.shape[1:] for a in model.activations] == model.output_shapes
     assert logits.shape == (3, 10)
-    np.testing.assert_allclose(model.activations[-1], logits, rtol=1e-5, atol=1e-6)
+    # The recorded pass runs the layers one by one, the fused pass a Winograd convolution: float32 rounding apart.
+    np.testing.assert_allclose(model.activations[-1], logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
 
 
 def test_recording_activations_does_not_change_a_training_step():

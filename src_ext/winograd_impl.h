@@ -1,0 +1,160 @@
+/* One precision of the Winograd kernels in winograd.h, which includes this file once per type after defining
+   REAL (float or double), VEC (a 64-byte GCC vector of REAL), LANES (REALs per VEC) and NAME(x) (suffixes the
+   function names). Read winograd.h first: it explains the algorithm. */
+
+static inline VEC NAME(load)(const REAL *p) {
+    VEC v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void NAME(store)(REAL *p, VEC v) { memcpy(p, &v, sizeof v); }
+
+/* V[xi][j][c] = (B^T d B)[xi] for the 4x4 input tile d of tile (i, j) and channel c, over one row of tiles. */
+static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
+                                  ptrdiff_t i, ptrdiff_t PW, REAL *restrict V) {
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const REAL *plane = image + (c * HP + 2 * i) * WP;
+        for (ptrdiff_t j = 0; j < PW; j++) {
+            REAL d[4][4], t[4][4];
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++) d[a][b] = plane[a * WP + 2 * j + b];
+            for (int b = 0; b < 4; b++) { /* rows: B^T d */
+                t[0][b] = d[0][b] - d[2][b];
+                t[1][b] = d[1][b] + d[2][b];
+                t[2][b] = d[2][b] - d[1][b];
+                t[3][b] = d[1][b] - d[3][b];
+            }
+            REAL *out = V + j * C + c;
+            const ptrdiff_t step = PW * C; /* from one xi to the next */
+            for (int a = 0; a < 4; a++) { /* columns: (B^T d) B */
+                out[(4 * a + 0) * step] = t[a][0] - t[a][2];
+                out[(4 * a + 1) * step] = t[a][1] + t[a][2];
+                out[(4 * a + 2) * step] = t[a][2] - t[a][1];
+                out[(4 * a + 3) * step] = t[a][1] - t[a][3];
+            }
+        }
+    }
+}
+
+/* M[0:R, 0:NV*LANES] = V[0:R, 0:C] @ U[0:C, 0:NV*LANES] (row strides C, F, F): R x NV accumulators stay in
+   vector registers for the whole inner dimension; each U vector loaded is used R times. R and NV are constants
+   at every call site, so the loops unroll completely. */
+static inline __attribute__((always_inline)) void NAME(micro_gemm)(const REAL *restrict V, const REAL *restrict U,
+                                                                   REAL *restrict M, ptrdiff_t C, ptrdiff_t F,
+                                                                   const int R, const int NV) {
+    VEC acc[WINO_MAX_ROWS][WINO_MAX_VECS];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
+    for (ptrdiff_t k = 0; k < C; k++) {
+        VEC u[WINO_MAX_VECS];
+        for (int v = 0; v < NV; v++) u[v] = NAME(load)(U + k * F + v * LANES);
+        for (int r = 0; r < R; r++) {
+            const REAL x = V[r * C + k];
+            for (int v = 0; v < NV; v++) acc[r][v] += x * u[v];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) NAME(store)(M + r * F + v * LANES, acc[r][v]);
+}
+
+/* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi. F is a multiple of LANES. */
+static void NAME(tile_products)(const REAL *restrict V, const REAL *restrict U, ptrdiff_t rows, ptrdiff_t C,
+                                ptrdiff_t F, REAL *restrict M) {
+    for (int xi = 0; xi < 16; xi++) {
+        const REAL *Vx = V + xi * rows * C, *Ux = U + xi * C * F;
+        REAL *Mx = M + xi * rows * F;
+        for (ptrdiff_t r = 0; r < rows; r += WINO_MAX_ROWS) {
+            const ptrdiff_t left = rows - r;
+            for (ptrdiff_t f = 0; f < F; f += WINO_MAX_VECS * LANES) {
+                const REAL *v0 = Vx + r * C, *u0 = Ux + f;
+                REAL *m0 = Mx + r * F + f;
+                if (F - f >= WINO_MAX_VECS * LANES) {
+                    switch (left >= WINO_MAX_ROWS ? WINO_MAX_ROWS : left) {
+                    case 1: NAME(micro_gemm)(v0, u0, m0, C, F, 1, WINO_MAX_VECS); break;
+                    case 2: NAME(micro_gemm)(v0, u0, m0, C, F, 2, WINO_MAX_VECS); break;
+                    case 3: NAME(micro_gemm)(v0, u0, m0, C, F, 3, WINO_MAX_VECS); break;
+                    case 4: NAME(micro_gemm)(v0, u0, m0, C, F, 4, WINO_MAX_VECS); break;
+                    case 5: NAME(micro_gemm)(v0, u0, m0, C, F, 5, WINO_MAX_VECS); break;
+                    default: NAME(micro_gemm)(v0, u0, m0, C, F, 6, WINO_MAX_VECS); break;
+                    }
+                } else { /* fewer than WINO_MAX_VECS vectors of channels left: one vector at a time */
+                    for (ptrdiff_t g = f; g < F; g += LANES)
+                        for (ptrdiff_t q = r; q < rows; q++)
+                            NAME(micro_gemm)(Vx + q * C, Ux + g, Mx + q * F + g, C, F, 1, 1);
+                }
+            }
+        }
+    }
+}
+
+/* The 2x2 convolution outputs A^T m A of every tile in the row, then max and argmax over them (the pooling
+   window), bias and ReLU, written to y / argmax (F x PH x PW, this image). */
+static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias, ptrdiff_t i, ptrdiff_t PW,
+                              ptrdiff_t F, ptrdiff_t OW, ptrdiff_t PH, REAL *restrict y, int *restrict argmax) {
+    const ptrdiff_t step = PW * F, plane = PH * PW;
+    for (ptrdiff_t j = 0; j < PW; j++) {
+        for (ptrdiff_t f = 0; f < F; f += LANES) {
+            const REAL *m = M + j * F + f;
+            VEC s[4][2], o[4];
+            for (int a = 0; a < 4; a++) { /* columns: m A */
+                VEC m0 = NAME(load)(m + (4 * a + 0) * step), m1 = NAME(load)(m + (4 * a + 1) * step);
+                VEC m2 = NAME(load)(m + (4 * a + 2) * step), m3 = NAME(load)(m + (4 * a + 3) * step);
+                s[a][0] = m0 + m1 + m2;
+                s[a][1] = m1 - m2 - m3;
+            }
+            for (int b = 0; b < 2; b++) { /* rows: A^T (m A); o in window order (0,0), (0,1), (1,0), (1,1) */
+                o[b] = s[0][b] + s[1][b] + s[2][b];
+                o[2 + b] = s[1][b] - s[2][b] - s[3][b];
+            }
+            REAL out[4][LANES];
+            for (int w = 0; w < 4; w++) NAME(store)(out[w], o[w]);
+            for (int q = 0; q < LANES; q++) {
+                REAL best = out[0][q];
+                int where = 0;
+                for (int w = 1; w < 4; w++)
+                    if (out[w][q] > best) { best = out[w][q]; where = w; }
+                const REAL v = best + bias[f + q];
+                const ptrdiff_t at = (f + q) * plane + i * PW + j;
+                y[at] = v > 0 ? v : 0;
+                argmax[at] = (int)((2 * i + where / 2) * OW + 2 * j + where % 2);
+            }
+        }
+    }
+}
+
+/* U[4a+b][c][f] = (G g G^T)[a][b] for each 3x3 slice g = W[f][c] (W is F x C x 3 x 3). One input channel at a
+   time into `rows` (16 x F scratch), then copied out: writing U directly, 16 stores C*F apart for each (c, f),
+   hits the same cache set over and over (4 KiB aliasing) and runs ten times slower. */
+static void NAME(cycnn_winograd_kernel)(const REAL *restrict W, ptrdiff_t F, ptrdiff_t C, REAL *restrict rows,
+                                        REAL *restrict U) {
+    for (ptrdiff_t c = 0; c < C; c++) {
+        for (ptrdiff_t f = 0; f < F; f++) {
+            const REAL *g = W + (f * C + c) * 9;
+            REAL gg[4][3];
+            for (int k = 0; k < 3; k++) { /* G g */
+                gg[0][k] = g[k];
+                gg[1][k] = (REAL)0.5 * (g[k] + g[3 + k] + g[6 + k]);
+                gg[2][k] = (REAL)0.5 * (g[k] - g[3 + k] + g[6 + k]);
+                gg[3][k] = g[6 + k];
+            }
+            for (int a = 0; a < 4; a++) { /* (G g) G^T */
+                rows[(4 * a + 0) * F + f] = gg[a][0];
+                rows[(4 * a + 1) * F + f] = (REAL)0.5 * (gg[a][0] + gg[a][1] + gg[a][2]);
+                rows[(4 * a + 2) * F + f] = (REAL)0.5 * (gg[a][0] - gg[a][1] + gg[a][2]);
+                rows[(4 * a + 3) * F + f] = gg[a][2];
+            }
+        }
+        for (int xi = 0; xi < 16; xi++) memcpy(U + (xi * C + c) * F, rows + xi * F, F * sizeof(REAL));
+    }
+}
+
+/* Tile row i of one image: see winograd.h. V and M are scratch of 16*PW*C and 16*PW*F REALs. */
+static void NAME(cycnn_winograd_tile_row)(const REAL *image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
+                                          const REAL *U, const REAL *bias, ptrdiff_t F, ptrdiff_t OW,
+                                          ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t i, REAL *V, REAL *M, REAL *y,
+                                          int *argmax) {
+    NAME(input_transform)(image, C, HP, WP, i, PW, V);
+    NAME(tile_products)(V, U, PW, C, F, M);
+    NAME(output_pool)(M, bias, i, PW, F, OW, PH, y, argmax);
+}
