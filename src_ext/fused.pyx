@@ -38,6 +38,21 @@ cdef extern from "winograd.h":
                                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t i, double* V, double* M,
                                         double* y, int* argmax) nogil
 
+cdef extern from "direct.h":
+    const Py_ssize_t CYCNN_DIRECT_MAX_TAPS
+    void cycnn_direct_conv_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                 Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const float* wt,
+                                 Py_ssize_t F, float* conv) nogil
+    void cycnn_direct_conv_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const double* wt,
+                                  Py_ssize_t F, double* conv) nogil
+
+cdef extern from "pool_rows.h":
+    void cycnn_pool_rows_float(const float* rows, const float* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
+                               Py_ssize_t PW, int ph, int pw, int sh, int sw, float* y, int* argmax) nogil
+    void cycnn_pool_rows_double(const double* rows, const double* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
+                                Py_ssize_t PW, int ph, int pw, int sh, int sw, double* y, int* argmax) nogil
+
 cdef extern from "vec.h":
     void cycnn_axpy_float(float* y, const float* x, float a, Py_ssize_t n) nogil
     void cycnn_axpy_double(double* y, const double* x, double a, Py_ssize_t n) nogil
@@ -51,89 +66,15 @@ cdef inline void axpy(floating* y, const floating* x, floating a, Py_ssize_t n) 
         cycnn_axpy_double(y, x, a, n)
 
 
-# Channels are processed in blocks of BLOCK with fixed-size local arrays, which the compiler keeps in vector
-# registers (one AVX-512 register holds 16 floats); leftover channels take the plain loop.
-cdef enum:
-    BLOCK = 16
-
-
-cdef inline void window_max_block(const floating* rows, Py_ssize_t F, Py_ssize_t fb, Py_ssize_t OW,
-                                  Py_ssize_t top, Py_ssize_t left, int ph, int pw,
-                                  floating* best_out, int* where_out) noexcept nogil:
-    """Max and argmax over one pooling window for channels fb .. fb+BLOCK of rows (P x F)."""
-    cdef floating best[BLOCK]
-    cdef int where[BLOCK]
-    cdef Py_ssize_t q, a, b, p
-    cdef const floating* row
-    p = top * OW + left
-    row = rows + p * F + fb
-    for q in range(BLOCK):
-        best[q] = row[q]
-        where[q] = <int>p
-    for a in range(ph):
-        for b in range(pw):
-            p = (top + a) * OW + left + b
-            row = rows + p * F + fb
-            for q in range(BLOCK):
-                if row[q] > best[q]:
-                    best[q] = row[q]
-                    where[q] = <int>p
-    for q in range(BLOCK):
-        best_out[q] = best[q]
-        where_out[q] = where[q]
-
-
 cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
                                  Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
-                                 floating* best, int* where, floating* y, int* argmax) noexcept nogil:
-    """Pool one image's conv rows (P x F, channels contiguous) into y / argmax (F x PH x PW), bias + ReLU after."""
-    cdef Py_ssize_t f, fb, i, j, a, b, p
-    cdef const floating* row
-    cdef floating v
-    for i in range(PH):
-        for j in range(PW):
-            fb = 0
-            while fb + BLOCK <= F:
-                window_max_block(rows, F, fb, OW, i * sh, j * sw, ph, pw, best + fb, where + fb)
-                fb = fb + BLOCK
-            for f in range(fb, F):
-                p = (i * sh) * OW + j * sw
-                best[f] = rows[p * F + f]
-                where[f] = <int>p
-                for a in range(ph):
-                    for b in range(pw):
-                        p = (i * sh + a) * OW + j * sw + b
-                        if rows[p * F + f] > best[f]:
-                            best[f] = rows[p * F + f]
-                            where[f] = <int>p
-            for f in range(F):
-                v = best[f] + bias[f]
-                y[(f * PH + i) * PW + j] = v if v > 0 else 0
-                argmax[(f * PH + i) * PW + j] = where[f]
-
-
-cdef inline void conv_pixel(const floating* taps, const floating* wt, Py_ssize_t T, Py_ssize_t F,
-                            floating* out) noexcept nogil:
-    """``out[f] = sum_t taps[t] * wt[t*F + f]``: one output pixel of a direct convolution, all channels."""
-    cdef floating acc[BLOCK]
-    cdef Py_ssize_t fb = 0, f, t, q
-    cdef floating xv
-    cdef const floating* w
-    while fb + BLOCK <= F:
-        for q in range(BLOCK):
-            acc[q] = 0
-        for t in range(T):
-            xv = taps[t]
-            w = wt + t * F + fb
-            for q in range(BLOCK):
-                acc[q] += w[q] * xv
-        for q in range(BLOCK):
-            out[fb + q] = acc[q]
-        fb = fb + BLOCK
-    for f in range(fb, F):
-        out[f] = 0
-        for t in range(T):
-            out[f] += taps[t] * wt[t * F + f]
+                                 floating* y, int* argmax) noexcept nogil:
+    """Pool one image's conv rows (P x F, channels contiguous) into y / argmax (F x PH x PW), bias + ReLU after
+    (src_ext/pool_rows.h)."""
+    if floating is float:
+        cycnn_pool_rows_float(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, y, argmax)
+    else:
+        cycnn_pool_rows_double(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, y, argmax)
 
 
 cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[::1] bias,
@@ -143,16 +84,9 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t P = OH * OW
     cdef Py_ssize_t n
-    cdef floating* best
-    cdef int* where
-    with parallel(use_threads_if=N > 1 and N * P * F > CYCNN_PARALLEL_MIN_WORK):
-        best = <floating*>malloc(F * sizeof(floating))
-        where = <int*>malloc(F * sizeof(int))
-        for n in prange(N, schedule="static"):
-            pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, best, where,
-                            &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
-        free(best)
-        free(where)
+    for n in prange(N, schedule="static", nogil=True, use_threads_if=N > 1 and N * P * F > CYCNN_PARALLEL_MIN_WORK):
+        pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, &y[n, 0, 0, 0],
+                        &argmax[n, 0, 0, 0])
     return 0
 
 
@@ -198,28 +132,22 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     cdef Py_ssize_t n, oh, ow
     cdef floating* padded
     cdef floating* conv
-    cdef floating* taps
-    cdef floating* best
-    cdef int* where
+    if T > CYCNN_DIRECT_MAX_TAPS:
+        with gil:
+            raise ValueError(f"direct convolution takes at most {CYCNN_DIRECT_MAX_TAPS} taps, received {T}")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
-        taps = <floating*>malloc(T * sizeof(floating))
-        best = <floating*>malloc(F * sizeof(floating))
-        where = <int*>malloc(F * sizeof(int))
         for n in prange(N, schedule="static"):
             pad_image(x[n], pad, padded)
-            for oh in range(OH):
-                for ow in range(OW):
-                    image_taps(padded, C, HP, WP, KH, KW, stride, oh, ow, taps)
-                    conv_pixel(taps, &wt[0, 0], T, F, conv + (oh * OW + ow) * F)
-            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, best, where,
+            if floating is float:
+                cycnn_direct_conv_float(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            else:
+                cycnn_direct_conv_double(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw,
                             &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
         free(padded)
         free(conv)
-        free(taps)
-        free(best)
-        free(where)
     return 0
 
 

@@ -16,15 +16,11 @@
    register; two AVX2 registers elsewhere). */
 #ifndef CYCNN_WINOGRAD_H
 #define CYCNN_WINOGRAD_H
-#include <stddef.h>
-#include <string.h>
+#include "simd.h"
 
 /* Rows x vectors of accumulators in the product kernel: 6 x 4 = 24 of the 32 AVX-512 registers. */
 #define WINO_MAX_ROWS 6
 #define WINO_MAX_VECS 4
-
-typedef float cycnn_vec_float __attribute__((vector_size(64)));
-typedef double cycnn_vec_double __attribute__((vector_size(64)));
 
 #define REAL float
 #define VEC cycnn_vec_float

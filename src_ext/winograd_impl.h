@@ -2,14 +2,6 @@
    REAL (float or double), VEC (a 64-byte GCC vector of REAL), LANES (REALs per VEC) and NAME(x) (suffixes the
    function names). Read winograd.h first: it explains the algorithm. */
 
-static inline VEC NAME(load)(const REAL *p) {
-    VEC v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void NAME(store)(REAL *p, VEC v) { memcpy(p, &v, sizeof v); }
-
 /* V[xi][j][c] = (B^T d B)[xi] for the 4x4 input tile d of tile (i, j) and channel c, over one row of tiles. */
 static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
                                   ptrdiff_t i, ptrdiff_t PW, REAL *restrict V) {
@@ -48,14 +40,14 @@ static inline __attribute__((always_inline)) void NAME(micro_gemm)(const REAL *r
         for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
     for (ptrdiff_t k = 0; k < C; k++) {
         VEC u[WINO_MAX_VECS];
-        for (int v = 0; v < NV; v++) u[v] = NAME(load)(U + k * F + v * LANES);
+        for (int v = 0; v < NV; v++) u[v] = NAME(cycnn_load)(U + k * F + v * LANES);
         for (int r = 0; r < R; r++) {
             const REAL x = V[r * C + k];
             for (int v = 0; v < NV; v++) acc[r][v] += x * u[v];
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) NAME(store)(M + r * F + v * LANES, acc[r][v]);
+        for (int v = 0; v < NV; v++) NAME(cycnn_store)(M + r * F + v * LANES, acc[r][v]);
 }
 
 /* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi. F is a multiple of LANES. */
@@ -98,8 +90,8 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
             const REAL *m = M + j * F + f;
             VEC s[4][2], o[4];
             for (int a = 0; a < 4; a++) { /* columns: m A */
-                VEC m0 = NAME(load)(m + (4 * a + 0) * step), m1 = NAME(load)(m + (4 * a + 1) * step);
-                VEC m2 = NAME(load)(m + (4 * a + 2) * step), m3 = NAME(load)(m + (4 * a + 3) * step);
+                VEC m0 = NAME(cycnn_load)(m + (4 * a + 0) * step), m1 = NAME(cycnn_load)(m + (4 * a + 1) * step);
+                VEC m2 = NAME(cycnn_load)(m + (4 * a + 2) * step), m3 = NAME(cycnn_load)(m + (4 * a + 3) * step);
                 s[a][0] = m0 + m1 + m2;
                 s[a][1] = m1 - m2 - m3;
             }
@@ -108,7 +100,7 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
                 o[2 + b] = s[1][b] - s[2][b] - s[3][b];
             }
             REAL out[4][LANES];
-            for (int w = 0; w < 4; w++) NAME(store)(out[w], o[w]);
+            for (int w = 0; w < 4; w++) NAME(cycnn_store)(out[w], o[w]);
             for (int q = 0; q < LANES; q++) {
                 REAL best = out[0][q];
                 int where = 0;

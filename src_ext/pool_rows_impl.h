@@ -1,0 +1,43 @@
+/* One precision of pool_rows.h (see winograd_impl.h for how it is instantiated). */
+
+/* y / argmax (F x PH x PW, one image) from rows (OH*OW x F): y = relu(max over the window + bias). */
+static void NAME(cycnn_pool_rows)(const REAL *restrict rows, const REAL *restrict bias, ptrdiff_t F, ptrdiff_t OW,
+                                  ptrdiff_t PH, ptrdiff_t PW, int ph, int pw, int sh, int sw, REAL *restrict y,
+                                  int *restrict argmax) {
+    const ptrdiff_t plane = PH * PW, whole = F / LANES * LANES;
+    for (ptrdiff_t i = 0; i < PH; i++) {
+        for (ptrdiff_t j = 0; j < PW; j++) {
+            const ptrdiff_t corner = i * sh * OW + j * sw, out = i * PW + j;
+            for (ptrdiff_t f = 0; f < whole; f += LANES) {
+                VEC best = NAME(cycnn_load)(rows + corner * F + f);
+                IVEC where = (IVEC){0} + (ITYPE)corner;
+                for (int a = 0; a < ph; a++)
+                    for (int b = 0; b < pw; b++) {
+                        const ptrdiff_t p = corner + a * OW + b;
+                        const VEC v = NAME(cycnn_load)(rows + p * F + f);
+                        const IVEC wins = v > best;
+                        best = NAME(cycnn_select)(wins, v, best);
+                        where = (wins & ((IVEC){0} + (ITYPE)p)) | (~wins & where);
+                    }
+                VEC value = best + NAME(cycnn_load)(bias + f);
+                value = NAME(cycnn_select)(value > (VEC){0}, value, (VEC){0});
+                for (int q = 0; q < LANES; q++) {
+                    y[(f + q) * plane + out] = value[q];
+                    argmax[(f + q) * plane + out] = (int)where[q];
+                }
+            }
+            for (ptrdiff_t f = whole; f < F; f++) {
+                REAL best = rows[corner * F + f];
+                ptrdiff_t where = corner;
+                for (int a = 0; a < ph; a++)
+                    for (int b = 0; b < pw; b++) {
+                        const ptrdiff_t p = corner + a * OW + b;
+                        if (rows[p * F + f] > best) { best = rows[p * F + f]; where = p; }
+                    }
+                const REAL value = best + bias[f];
+                y[f * plane + out] = value > 0 ? value : 0;
+                argmax[f * plane + out] = (int)where;
+            }
+        }
+    }
+}
