@@ -88,7 +88,8 @@ class ConvReluPool:
         x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         dw_hwc = np.empty(W.transpose(0, 2, 3, 1).shape, dtype=conv.dtype)
         db = np.empty_like(conv.params["b"])
-        _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x), dw_hwc, db)
+        _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x),
+                                   self.pool.pool_size[0], self.pool.stride[0], dw_hwc, db)
         conv.grads["W"] = np.ascontiguousarray(dw_hwc.transpose(0, 3, 1, 2))
         conv.grads["b"] = db
         return self._input_grad(x, dy, y, argmax) if input_grad else None
@@ -101,7 +102,8 @@ class ConvReluPool:
         conv = self.conv
         dx = np.empty_like(x)
         kernel_hwc = np.ascontiguousarray(conv.params["W"].transpose(0, 2, 3, 1))
-        _fused.winners_input_grad(kernel_hwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x), dx)
+        _fused.winners_input_grad(kernel_hwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x),
+                                  *self.pool.pool_size, *self.pool.stride, dx)
         return dx
 
 

@@ -25,6 +25,7 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from "omp_shim.h":
     const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+    int omp_get_max_threads() nogil
 
 cdef extern from "winograd.h":
     void cycnn_winograd_kernel_float(const float* W, Py_ssize_t F, Py_ssize_t C, float* rows, float* U) nogil
@@ -52,6 +53,32 @@ cdef extern from "pool_rows.h":
                                Py_ssize_t PW, int ph, int pw, int sh, int sw, float* y, int* argmax) nogil
     void cycnn_pool_rows_double(const double* rows, const double* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
                                 Py_ssize_t PW, int ph, int pw, int sh, int sw, double* y, int* argmax) nogil
+
+cdef extern from "winners.h":
+    void cycnn_winners_weight_grad_float(const float* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                                         const float* dy, const float* y, const int* argmax, Py_ssize_t F,
+                                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
+                                         Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
+                                         Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset, float* scale, float* dw,
+                                         float* db) nogil
+    void cycnn_winners_weight_grad_double(const double* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                                          const double* dy, const double* y, const int* argmax, Py_ssize_t F,
+                                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
+                                          Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
+                                          Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset, double* scale,
+                                          double* dw, double* db) nogil
+    void cycnn_winners_input_grad_float(const float* kernel, const float* dy, const float* y, const int* argmax,
+                                        Py_ssize_t F, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t ph, Py_ssize_t pw,
+                                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t C,
+                                        Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t H,
+                                        Py_ssize_t W, Py_ssize_t* members, float* scale, Py_ssize_t* counts,
+                                        float* patch, float* dx) nogil
+    void cycnn_winners_input_grad_double(const double* kernel, const double* dy, const double* y,
+                                         const int* argmax, Py_ssize_t F, Py_ssize_t PH, Py_ssize_t PW,
+                                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t KH,
+                                         Py_ssize_t KW, Py_ssize_t C, Py_ssize_t stride, Py_ssize_t pad,
+                                         Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t* members,
+                                         double* scale, Py_ssize_t* counts, double* patch, double* dx) nogil
 
 cdef extern from "vec.h":
     void cycnn_axpy_float(float* y, const float* x, float a, Py_ssize_t n) nogil
@@ -271,85 +298,78 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
 
 cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floating[:, :, :, ::1] dy,
                               const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
-                              int stride, int pad, int OW, floating[:, :, :, ::1] dw_hwc,
+                              int stride, int pad, int OW, int ph, int sh, floating[:, :, :, ::1] dw_hwc,
                               floating[::1] db) except -1 nogil:
-    """Weight gradient (F, KH, KW, C) and bias gradient of a fused conv+ReLU+pool, from the winners only.
+    """Weight gradient (F, KH, KW, C) and bias gradient of a fused conv+ReLU+pool, from the winners only
+    (src_ext/winners.h); ``ph`` and ``sh`` are the pooling window's height and stride in rows.
 
-    Only each pooling window's winner (where the ReLU was open) has a gradient, so instead of a dense GEMM over
-    every output pixel, each winner adds its gradient times its input patch (read channels-last, so the inner
-    loop runs over contiguous channels). One output channel per thread: every sum runs in a fixed order.
+    Each thread owns a range of output channels and walks the images in order: every sum runs image by image in
+    the same order whatever the thread count.
     """
     cdef Py_ssize_t N = x_nhwc.shape[0], H = x_nhwc.shape[1], W = x_nhwc.shape[2], C = x_nhwc.shape[3]
     cdef Py_ssize_t F = dw_hwc.shape[0], KH = dw_hwc.shape[1], KW = dw_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
-    cdef Py_ssize_t f, n, i, j, ki, kj, c, p, h, w
-    cdef floating g, gsum
-    cdef floating* dst
-    for f in prange(F, schedule="static", use_threads_if=N * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
-        dst = &dw_hwc[f, 0, 0, 0]
-        for c in range(KH * KW * C):
-            dst[c] = 0
-        gsum = 0
-        for n in range(N):
-            for i in range(PH):
-                for j in range(PW):
-                    if y[n, f, i, j] <= 0:
-                        continue
-                    g = dy[n, f, i, j]
-                    gsum = gsum + g
-                    p = argmax[n, f, i, j]
-                    w = (p % OW) * stride - pad
-                    for ki in range(KH):
-                        h = (p // OW) * stride + ki - pad
-                        if h < 0 or h >= H:
-                            continue
-                        if w >= 0 and w + KW <= W:  # the kernel row lies inside: one contiguous run
-                            axpy(&dw_hwc[f, ki, 0, 0], &x_nhwc[n, h, w, 0], g, KW * C)
-                            continue
-                        for kj in range(KW):
-                            if 0 <= w + kj < W:
-                                axpy(&dw_hwc[f, ki, kj, 0], &x_nhwc[n, h, w + kj, 0], g, C)
-        db[f] = gsum
+    cdef Py_ssize_t parts = min(F, omp_get_max_threads())
+    cdef Py_ssize_t part
+    cdef Py_ssize_t* offset
+    cdef floating* scale
+    with parallel(use_threads_if=parts > 1 and N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
+        offset = <Py_ssize_t*>malloc(PH * PW * sizeof(Py_ssize_t))
+        scale = <floating*>malloc(PH * PW * sizeof(floating))
+        for part in prange(parts, schedule="static"):
+            if floating is float:
+                cycnn_winners_weight_grad_float(&x_nhwc[0, 0, 0, 0], N, H, W, C, &dy[0, 0, 0, 0], &y[0, 0, 0, 0],
+                                                &argmax[0, 0, 0, 0], F, PH, PW, KH, KW, stride, pad, OW, ph, sh,
+                                                F * part // parts, F * (part + 1) // parts, offset, scale,
+                                                &dw_hwc[0, 0, 0, 0], &db[0])
+            else:
+                cycnn_winners_weight_grad_double(&x_nhwc[0, 0, 0, 0], N, H, W, C, &dy[0, 0, 0, 0], &y[0, 0, 0, 0],
+                                                 &argmax[0, 0, 0, 0], F, PH, PW, KH, KW, stride, pad, OW, ph, sh,
+                                                 F * part // parts, F * (part + 1) // parts, offset, scale,
+                                                 &dw_hwc[0, 0, 0, 0], &db[0])
+        free(offset)
+        free(scale)
     return 0
 
 
 cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[:, :, :, ::1] dy,
                              const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
-                             int stride, int pad, int OW, floating[:, :, :, ::1] dx) except -1 nogil:
-    """Input gradient (N, C, H, W) of a fused conv+ReLU+pool from the winners only: each adds its gradient times
-    the kernel (F, KH, KW, C) onto its input patch, in a channels-last per-thread buffer, one image per thread."""
+                             int stride, int pad, int OW, int ph, int pw, int sh, int sw,
+                             floating[:, :, :, ::1] dx) except -1 nogil:
+    """Input gradient (N, C, H, W) of a fused conv+ReLU+pool from the winners only (src_ext/winners.h), with the
+    kernel channels-last (F, KH, KW, C) and the pooling window / stride (ph, pw) / (sh, sw); one image per thread,
+    summed channels-last in a per-thread buffer, then copied out."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t F = w_hwc.shape[0], KH = w_hwc.shape[1], KW = w_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
-    cdef Py_ssize_t n, f, i, j, ki, kj, c, p, h, w
-    cdef floating g
+    cdef Py_ssize_t n, c, h, w
     cdef floating* acc
+    cdef floating* patch
+    cdef floating* scale
+    cdef Py_ssize_t* members
+    cdef Py_ssize_t* counts
     with parallel(use_threads_if=N > 1 and N * F * PH * PW * KH * KW * C > CYCNN_PARALLEL_MIN_WORK):
         acc = <floating*>malloc(H * W * C * sizeof(floating))
+        patch = <floating*>malloc(KH * KW * C * sizeof(floating))
+        scale = <floating*>malloc(ph * pw * F * sizeof(floating))
+        members = <Py_ssize_t*>malloc(ph * pw * F * sizeof(Py_ssize_t))
+        counts = <Py_ssize_t*>malloc(ph * pw * sizeof(Py_ssize_t))
         for n in prange(N, schedule="static"):
-            for c in range(H * W * C):
-                acc[c] = 0
-            for f in range(F):
-                for i in range(PH):
-                    for j in range(PW):
-                        if y[n, f, i, j] <= 0:
-                            continue
-                        g = dy[n, f, i, j]
-                        p = argmax[n, f, i, j]
-                        w = (p % OW) * stride - pad
-                        for ki in range(KH):
-                            h = (p // OW) * stride + ki - pad
-                            if h < 0 or h >= H:
-                                continue
-                            if w >= 0 and w + KW <= W:  # the kernel row lies inside: one contiguous run
-                                axpy(acc + (h * W + w) * C, &w_hwc[f, ki, 0, 0], g, KW * C)
-                                continue
-                            for kj in range(KW):
-                                if 0 <= w + kj < W:
-                                    axpy(acc + (h * W + w + kj) * C, &w_hwc[f, ki, kj, 0], g, C)
+            if floating is float:
+                cycnn_winners_input_grad_float(&w_hwc[0, 0, 0, 0], &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
+                                               &argmax[n, 0, 0, 0], F, PH, PW, ph, pw, sh, sw, KH, KW, C, stride,
+                                               pad, OW, H, W, members, scale, counts, patch, acc)
+            else:
+                cycnn_winners_input_grad_double(&w_hwc[0, 0, 0, 0], &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
+                                                &argmax[n, 0, 0, 0], F, PH, PW, ph, pw, sh, sw, KH, KW, C, stride,
+                                                pad, OW, H, W, members, scale, counts, patch, acc)
             for c in range(C):
                 for h in range(H):
                     for w in range(W):
                         dx[n, c, h, w] = acc[(h * W + w) * C + c]
         free(acc)
+        free(patch)
+        free(scale)
+        free(members)
+        free(counts)
     return 0
