@@ -5,12 +5,13 @@ import re
 import numpy as np
 import pytest
 
-from cycnn import architecture
+from cycnn import _optim, architecture
 from cycnn.errors import ArchitectureError
 from cycnn.layers import Dense, Flatten
 from cycnn.losses import SoftmaxCrossEntropy
 from cycnn.model import Sequential
 from cycnn.optimizers import SGD, Adam, make_optimizer
+from cycnn.runtime import default_threads, set_threads
 from cycnn.training import TrainConfig, Trainer, evaluate
 
 REFERENCE_SHAPES = ["26x26x32", "13x13x32", "11x11x64", "5x5x64", "1600", "128", "128", "10"]
@@ -164,6 +165,31 @@ def test_adam_first_steps_match_a_hand_computation():
     m2, v2 = b1 * m1 + (1 - b1) * g2, b2 * v1 + (1 - b2) * g2 ** 2
     expected2 = expected1 - lr * np.sqrt(1 - b2 ** 2) / (1 - b1 ** 2) * m2 / (np.sqrt(v2) + eps)
     np.testing.assert_allclose(p, expected2, rtol=1e-13, atol=1e-15)
+
+
+def test_adam_float32_kernel_matches_numpy_in_float32_on_any_thread_count():
+    """The vectorized kernel runs in float32 for float32 parameters, in pieces shared among the threads."""
+    rng = np.random.default_rng(3)
+    n = 40_003  # above the single-thread threshold, not a multiple of the pieces or of a vector
+    p0, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    m0, v0 = rng.standard_normal(n).astype(np.float32), rng.random(n).astype(np.float32)
+    step, b1, b2, eps = np.float32(0.01), np.float32(0.9), np.float32(0.999), np.float32(1e-8)
+    m = b1 * m0 + (1 - b1) * g
+    v = b2 * v0 + (1 - b2) * g * g
+    expected = p0 - step * m / (np.sqrt(v) + eps)
+    results = []
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            p, mm, vv = p0.copy(), m0.copy(), v0.copy()
+            _optim.adam_update(p, g, mm, vv, float(step), float(b1), float(b2), float(eps))
+            np.testing.assert_allclose(mm, m, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(vv, v, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(p, expected, rtol=1e-6, atol=1e-6)
+            results.append(p)
+    finally:
+        set_threads(default_threads()).restore_original_limits()
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_sgd_momentum_steps_match_a_hand_computation():
