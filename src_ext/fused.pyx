@@ -20,7 +20,8 @@ fixed batch chunks, never over threads, so every sum runs in the same order what
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 
 cdef extern from "omp_shim.h":
@@ -47,6 +48,14 @@ cdef extern from "direct.h":
     void cycnn_direct_conv_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                   Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const double* wt,
                                   Py_ssize_t F, double* conv) nogil
+    void cycnn_direct_grad_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                 Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const float* dy,
+                                 const float* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane, float* grad,
+                                 char* touched, float* dwt, float* db) nogil
+    void cycnn_direct_grad_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const double* dy,
+                                  const double* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane,
+                                  double* grad, char* touched, double* dwt, double* db) nogil
 
 cdef extern from "pool_rows.h":
     void cycnn_pool_rows_float(const float* rows, const float* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
@@ -79,19 +88,6 @@ cdef extern from "winners.h":
                                          Py_ssize_t KW, Py_ssize_t C, Py_ssize_t stride, Py_ssize_t pad,
                                          Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t* members,
                                          double* scale, Py_ssize_t* counts, double* patch, double* dx) nogil
-
-cdef extern from "vec.h":
-    void cycnn_axpy_float(float* y, const float* x, float a, Py_ssize_t n) nogil
-    void cycnn_axpy_double(double* y, const double* x, double a, Py_ssize_t n) nogil
-
-
-cdef inline void axpy(floating* y, const floating* x, floating a, Py_ssize_t n) noexcept nogil:
-    """y += a * x (vectorized: see vec.h)."""
-    if floating is float:
-        cycnn_axpy_float(y, x, a, n)
-    else:
-        cycnn_axpy_double(y, x, a, n)
-
 
 cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
                                  Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
@@ -128,20 +124,6 @@ cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating
                     out[(c * HP + h) * WP + w] = 0
                 else:
                     out[(c * HP + h) * WP + w] = x[c, h - pad, w - pad]
-
-
-cdef inline void image_taps(const floating* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
-                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t oh, Py_ssize_t ow,
-                            floating* taps) noexcept nogil:
-    """The C*KH*KW input values under output pixel (oh, ow), in weight order (c, ki, kj)."""
-    cdef Py_ssize_t c, ki, kj, t = 0
-    cdef const floating* src
-    for c in range(C):
-        for ki in range(KH):
-            src = padded + (c * HP + oh * stride + ki) * WP + ow * stride
-            for kj in range(KW):
-                taps[t] = src[kj]
-                t = t + 1
 
 
 cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wt,
@@ -234,63 +216,43 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
                                        const floating[:, :, :, ::1] y, const int[:, :, :, ::1] argmax,
                                        int KH, int KW, int stride, int pad,
                                        floating[:, :, ::1] partial_dwt, floating[:, ::1] partial_db) except -1 nogil:
-    """Per-chunk weight gradients (taps, F) and bias gradients (F) of the fused direct convolution.
+    """Per-chunk weight gradients (taps, F) and bias gradients (F) of the fused direct convolution
+    (``cycnn_direct_grad`` in src_ext/direct.h does one image).
 
     The batch is cut into ``partial_dwt.shape[0]`` fixed chunks; each sums its images in order, and the caller adds
-    the chunks in order, so the result does not depend on how many threads ran. Per image, the pooled gradients
-    that passed the ReLU are scattered to their windows' winners (P x F, channels contiguous), and every output
-    pixel with a gradient adds its input patch times that gradient row, all channels at once.
+    the chunks in order, so the result does not depend on how many threads ran.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = partial_dwt.shape[0], T = partial_dwt.shape[1], F = partial_dwt.shape[2]
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
     cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1
     cdef Py_ssize_t P = OH * OW
-    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
-    cdef Py_ssize_t k, n, f, q, i, j, p
-    cdef const floating* yn
-    cdef const floating* dyn
-    cdef const int* an
+    cdef Py_ssize_t plane = y.shape[2] * y.shape[3]
+    cdef Py_ssize_t k, n
     cdef floating* padded
-    cdef floating* taps
     cdef floating* grad
     cdef char* touched
-    cdef floating* dwt
-    cdef floating* db
-    with parallel(use_threads_if=N > 1 and N * F * PH * PW * T > CYCNN_PARALLEL_MIN_WORK):
+    if T > CYCNN_DIRECT_MAX_TAPS:
+        with gil:
+            raise ValueError(f"direct convolution takes at most {CYCNN_DIRECT_MAX_TAPS} taps, received {T}")
+    with parallel(use_threads_if=N > 1 and N * F * plane * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
-        taps = <floating*>malloc(T * sizeof(floating))
-        grad = <floating*>malloc(P * F * sizeof(floating))
-        touched = <char*>malloc(P * sizeof(char))
+        grad = <floating*>calloc(P * F, sizeof(floating))
+        touched = <char*>calloc(P, sizeof(char))
         for k in prange(K, schedule="static"):
-            dwt = &partial_dwt[k, 0, 0]
-            db = &partial_db[k, 0]
-            for q in range(T * F):
-                dwt[q] = 0
-            for f in range(F):
-                db[f] = 0
+            memset(&partial_dwt[k, 0, 0], 0, T * F * sizeof(floating))
+            memset(&partial_db[k, 0], 0, F * sizeof(floating))
             for n in range(k * N // K, (k + 1) * N // K):
                 pad_image(x[n], pad, padded)
-                for q in range(P * F):
-                    grad[q] = 0
-                for p in range(P):
-                    touched[p] = 0
-                yn = &y[n, 0, 0, 0]
-                dyn = &dy[n, 0, 0, 0]
-                an = &argmax[n, 0, 0, 0]
-                for f in range(F):
-                    for q in range(f * PH * PW, (f + 1) * PH * PW):
-                        if yn[q] > 0:
-                            db[f] += dyn[q]
-                            grad[an[q] * F + f] += dyn[q]
-                            touched[an[q]] = 1
-                for p in range(P):
-                    if touched[p]:
-                        image_taps(padded, C, HP, WP, KH, KW, stride, p // OW, p % OW, taps)
-                        for q in range(T):
-                            axpy(dwt + q * F, grad + p * F, taps[q], F)
+                if floating is float:
+                    cycnn_direct_grad_float(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
+                                            &argmax[n, 0, 0, 0], F, plane, grad, touched, &partial_dwt[k, 0, 0],
+                                            &partial_db[k, 0])
+                else:
+                    cycnn_direct_grad_double(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0],
+                                             &y[n, 0, 0, 0], &argmax[n, 0, 0, 0], F, plane, grad, touched,
+                                             &partial_dwt[k, 0, 0], &partial_db[k, 0])
         free(padded)
-        free(taps)
         free(grad)
         free(touched)
     return 0

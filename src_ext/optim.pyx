@@ -6,7 +6,7 @@ from cython.parallel cimport prange
 cdef extern from "omp_shim.h":
     const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
 
-cdef extern from "vec.h":
+cdef extern from "adam.h":
     void cycnn_adam_float(float* param, const float* grad, float* m, float* v, Py_ssize_t n, float step, float b1,
                           float b2, float eps) nogil
     void cycnn_adam_double(double* param, const double* grad, double* m, double* v, Py_ssize_t n, double step,

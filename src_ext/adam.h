@@ -1,18 +1,9 @@
-/* Short loops written in C because `restrict` (which Cython cannot express) tells the compiler that the arrays
-   never overlap, and that is what lets it vectorize them. */
-#ifndef CYCNN_VEC_H
-#define CYCNN_VEC_H
+/* The Adam update written in C because `restrict` (which Cython cannot express) tells the compiler that the
+   arrays never overlap, and that is what lets it vectorize the loop. */
+#ifndef CYCNN_ADAM_H
+#define CYCNN_ADAM_H
 #include <math.h>
 #include <stddef.h>
-
-/* y += a * x over n elements. */
-static inline void cycnn_axpy_float(float *restrict y, const float *restrict x, float a, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-static inline void cycnn_axpy_double(double *restrict y, const double *restrict x, double a, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) y[i] += a * x[i];
-}
 
 /* Adam, one pass: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; param -= step * m / (sqrt(v) + eps), in the
    parameters' own precision. With restrict (and -fno-math-errno, so sqrt needs no error branch) it vectorizes:
