@@ -5,9 +5,11 @@ running, a two-thread product stalls whenever one of its threads is descheduled 
 measured at 0.28 ms on one thread and 54 ms on two, on this 2-core machine under load); and its threaded driver
 cuts the inner dimension differently from the one-thread driver, so results changed with the thread count.
 
-Here a large product's rows are cut into a fixed number of blocks that depends only on the shape, each block an
-ordinary one-thread ``numpy.matmul``, and the threads take whole blocks. Nobody spins, a waiting thread sleeps,
-and the blocks (hence every bit of the result) are the same on any number of threads.
+Here a large product's output is cut into a fixed number of blocks of rows (or of columns, when it is wider than
+tall: each part then packs only its share of the larger right-hand matrix, as for a dense layer's batch-64
+forward product) that depends only on the shape, each block an ordinary one-thread ``numpy.matmul``, and the
+threads take whole blocks. Nobody spins, a waiting thread sleeps, and the blocks (hence every bit of the result)
+are the same on any number of threads.
 """
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,10 +17,10 @@ import numpy as np
 
 # Below this many floating-point operations a product is not worth cutting up.
 MIN_SPLIT_FLOPS = 4_000_000
-# Large products are cut into up to this many row blocks of at least MIN_BLOCK_ROWS rows; the cut depends on the
-# shape only, never on the thread count (so neither do the results).
+# Large products are cut into up to this many blocks of at least MIN_BLOCK rows (or columns); the cut depends on
+# the shape only, never on the thread count (so neither do the results).
 MAX_BLOCKS = 8
-MIN_BLOCK_ROWS = 32
+MIN_BLOCK = 32
 
 _threads = 1
 _pool = None
@@ -40,24 +42,28 @@ def get_threads():
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D arrays (into ``out`` if given); large products in row blocks shared among the threads."""
+    """``a @ b`` for 2-D arrays (into ``out`` if given); large products in blocks shared among the threads."""
     m, k = a.shape
     n = b.shape[1]
-    count = min(MAX_BLOCKS, m // MIN_BLOCK_ROWS)
+    by_rows = m >= n
+    count = min(MAX_BLOCKS, (m if by_rows else n) // MIN_BLOCK)
     if 2 * m * k * n < MIN_SPLIT_FLOPS or count < 2:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    bounds = [m * i // count for i in range(count + 1)]
-    blocks = list(zip(bounds[:-1], bounds[1:]))
+    bounds = [(m if by_rows else n) * i // count for i in range(count + 1)]
+    blocks = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     shares = [blocks[count * t // _threads:count * (t + 1) // _threads] for t in range(_threads)]
-    futures = [_pool.submit(_multiply_blocks, a, b, out, share) for share in shares[1:]]
-    _multiply_blocks(a, b, out, shares[0])
+    futures = [_pool.submit(_multiply_blocks, a, b, out, share, by_rows) for share in shares[1:]]
+    _multiply_blocks(a, b, out, shares[0], by_rows)
     for future in futures:
         future.result()
     return out
 
 
-def _multiply_blocks(a, b, out, blocks):
-    for lo, hi in blocks:
-        np.matmul(a[lo:hi], b, out=out[lo:hi])
+def _multiply_blocks(a, b, out, blocks, by_rows):
+    for block in blocks:
+        if by_rows:
+            np.matmul(a[block], b, out=out[block])
+        else:
+            np.matmul(a, b[:, block], out=out[:, block])

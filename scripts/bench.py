@@ -693,9 +693,13 @@ def print_suite(suite, flops):
         table_line(f"numpy matmul {key}, GFLOP/s", fmt(rate, 1))
     for key, row in suite["gflops"].items():
         table_line(f"cycnn {key} / matmul 2048^3 rate", f"{row['cycnn_fraction_of_matmul']:.1%}")
-    table_line("matmul-bound ceiling of training (images/s)", fmt(suite["matmul_ceiling_train_images_per_s"]))
+    table_line("training if every model FLOP ran at the 2048^3 matmul rate (images/s)",
+               fmt(suite["matmul_ceiling_train_images_per_s"]))
     print(f"FLOPs per image, from the layer shapes: {flops[0] / 1e6:.2f} MFLOP forward, {flops[1] / 1e6:.2f} MFLOP "
-          "training (3x forward); matmuls are float32, best of N")
+          "training (3x forward); matmuls are float32, best of N.")
+    print("These are model FLOPs (what a direct or im2col convolution multiplies). cycnn computes the same outputs "
+          "with fewer:\nWinograd F(2x2, 3x3) for the second convolution (2.25x fewer multiplications) and backward "
+          "passes from the pooling\nwinners only, so its model-FLOP rate can exceed the matmul rate.")
     print()
     print("standalone training (each framework alone in its RSS child, own environment, not alternated):")
     for b in TRAIN_BATCHES:
