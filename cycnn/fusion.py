@@ -85,7 +85,11 @@ class ConvReluPool:
             conv.grads["W"] = np.ascontiguousarray(partial_dwt.sum(axis=0).T).reshape(W.shape)
             conv.grads["b"] = partial_db.sum(axis=0)
             return self._input_grad(x, dy, y, argmax) if input_grad else None
-        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        n, c, h, w = x.shape
+        x_rows = x.reshape(n, c, h * w)
+        x_nhwc = conv._buffer("x_nhwc", (n * h * w, c))
+        _conv.nchw_to_rows(x_rows, x_rows, False, x_nhwc)  # channels-last, transposed in parallel
+        x_nhwc = x_nhwc.reshape(n, h, w, c)
         dw_hwc = np.empty(W.transpose(0, 2, 3, 1).shape, dtype=conv.dtype)
         db = np.empty_like(conv.params["b"])
         _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x),

@@ -59,9 +59,11 @@ cdef extern from "direct.h":
 
 cdef extern from "pool_rows.h":
     void cycnn_pool_rows_float(const float* rows, const float* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
-                               Py_ssize_t PW, int ph, int pw, int sh, int sw, float* y, int* argmax) nogil
+                               Py_ssize_t PW, int ph, int pw, int sh, int sw, float* pooled, int* where,
+                               float* y, int* argmax) nogil
     void cycnn_pool_rows_double(const double* rows, const double* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
-                                Py_ssize_t PW, int ph, int pw, int sh, int sw, double* y, int* argmax) nogil
+                                Py_ssize_t PW, int ph, int pw, int sh, int sw, double* pooled, int* where,
+                                double* y, int* argmax) nogil
 
 cdef extern from "winners.h":
     void cycnn_winners_weight_grad_float(const float* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
@@ -91,13 +93,13 @@ cdef extern from "winners.h":
 
 cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
                                  Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
-                                 floating* y, int* argmax) noexcept nogil:
+                                 floating* pooled, int* where, floating* y, int* argmax) noexcept nogil:
     """Pool one image's conv rows (P x F, channels contiguous) into y / argmax (F x PH x PW), bias + ReLU after
-    (src_ext/pool_rows.h)."""
+    (src_ext/pool_rows.h); ``pooled`` and ``where`` are scratch of PH*PW*F entries."""
     if floating is float:
-        cycnn_pool_rows_float(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, y, argmax)
+        cycnn_pool_rows_float(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, pooled, where, y, argmax)
     else:
-        cycnn_pool_rows_double(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, y, argmax)
+        cycnn_pool_rows_double(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, pooled, where, y, argmax)
 
 
 cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[::1] bias,
@@ -107,9 +109,16 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t P = OH * OW
     cdef Py_ssize_t n
-    for n in prange(N, schedule="static", nogil=True, use_threads_if=N > 1 and N * P * F > CYCNN_PARALLEL_MIN_WORK):
-        pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, &y[n, 0, 0, 0],
-                        &argmax[n, 0, 0, 0])
+    cdef floating* pooled
+    cdef int* where
+    with parallel(use_threads_if=N > 1 and N * P * F > CYCNN_PARALLEL_MIN_WORK):
+        pooled = <floating*>malloc(PH * PW * F * sizeof(floating))
+        where = <int*>malloc(PH * PW * F * sizeof(int))
+        for n in prange(N, schedule="static"):
+            pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where,
+                            &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+        free(pooled)
+        free(where)
     return 0
 
 
@@ -141,22 +150,28 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     cdef Py_ssize_t n, oh, ow
     cdef floating* padded
     cdef floating* conv
+    cdef floating* pooled
+    cdef int* where
     if T > CYCNN_DIRECT_MAX_TAPS:
         with gil:
             raise ValueError(f"direct convolution takes at most {CYCNN_DIRECT_MAX_TAPS} taps, received {T}")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
+        pooled = <floating*>malloc(PH * PW * F * sizeof(floating))
+        where = <int*>malloc(PH * PW * F * sizeof(int))
         for n in prange(N, schedule="static"):
             pad_image(x[n], pad, padded)
             if floating is float:
                 cycnn_direct_conv_float(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
             else:
                 cycnn_direct_conv_double(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
-            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw,
+            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where,
                             &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
         free(padded)
         free(conv)
+        free(pooled)
+        free(where)
     return 0
 
 
