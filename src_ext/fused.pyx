@@ -4,15 +4,18 @@ A Conv2D with a ReLU followed by a MaxPool2D never needs its full-resolution out
 ReLU of the max, so the pooled map and the argmax are all the backward pass needs, and only the winner of each
 window (one output pixel in four for 2x2 pooling), where the ReLU was open, receives a gradient.
 
-Forward, two ways in:
-- from the GEMM rows of an im2col convolution (``rows[n*P + p, f]``, P = OH*OW): ``rows_relu_maxpool_forward``
-  pools straight out of the rows;
+Forward, three ways in (the inner loops are C headers beside this file):
+- by Winograd's F(2x2, 3x3) for a 3x3 stride-1 convolution followed by 2x2 pooling: one 4x4 input tile gives
+  exactly one pooling window's four outputs (``winograd_relu_maxpool_forward``, winograd.h);
 - by direct convolution, for layers with few input taps (the first layer: one channel makes an im2col GEMM tiny
-  and memory-bound): ``direct_relu_maxpool_forward``, whose weight gradient is ``direct_relu_maxpool_backward``.
+  and memory-bound): ``direct_relu_maxpool_forward`` (direct.h), whose weight gradient is
+  ``direct_relu_maxpool_backward``;
+- from the GEMM rows of an im2col convolution (``rows[n*P + p, f]``, P = OH*OW): ``rows_relu_maxpool_forward``
+  pools straight out of the rows (pool_rows.h, which the direct path uses too).
 
-Backward from the winners only: ``winners_weight_grad`` and ``winners_input_grad`` touch one input patch per
-winner instead of running dense GEMMs over every output pixel (a fifth of the work for the reference network's
-second layer).
+Backward from the winners only (winners.h): ``winners_weight_grad`` and ``winners_input_grad`` touch one input
+patch per winner instead of running dense GEMMs over every output pixel (a fifth of the work for the reference
+network's second layer), summing in vector registers.
 
 ``argmax`` holds, for every pooled output, the winning position p = oh*OW + ow in the convolution's output plane.
 Ties go to the first maximum. Loops that reduce (weight and bias gradients) are split over output channels or
