@@ -1,7 +1,7 @@
 """Operator fusion: how Sequential runs a Conv2D with a ReLU followed by a MaxPool2D as one step.
 
-The pair computes exactly what the two layers compute one after the other (tests check both against each other),
-but never writes the full-resolution convolution output: the pooled map comes straight out of the convolution
+The pair computes what the two layers compute one after the other (the same real numbers; Winograd's rounds
+differently in the last bits; tests check both against each other), but never writes the full-resolution convolution output: the pooled map comes straight out of the convolution
 (src_ext/fused.pyx), and in the backward pass only each window's winner gets a gradient. A layer with few input
 taps (in_channels * kh * kw, e.g. the first layer on grayscale images) is convolved directly; a 3x3 convolution
 followed by 2x2 pooling (the reference network's second layer) by Winograd's F(2x2, 3x3) algorithm
