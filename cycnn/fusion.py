@@ -29,10 +29,16 @@ class ConvReluPool:
         self.conv, self.pool = conv, pool
         kh, kw = conv.kernel_size
         self.direct = conv.in_channels * kh * kw <= DIRECT_MAX_TAPS
-        self.winograd = (not self.direct and conv.kernel_size == (3, 3) and conv.stride == 1
-                         and pool.pool_size == (2, 2) and pool.stride == (2, 2)
-                         and conv.out_channels % WINOGRAD_CHANNEL_MULTIPLE[np.dtype(conv.dtype)] == 0)
+        self._winograd_shape = (not self.direct and conv.kernel_size == (3, 3) and conv.stride == 1
+                                and pool.pool_size == (2, 2) and pool.stride == (2, 2))
         self._cache = None
+
+    @property
+    def winograd(self):
+        """Whether the Winograd kernel runs: decided on every pass, since ``Sequential.astype`` can change the
+        dtype, and with it the vector width the channels must fill."""
+        return (self._winograd_shape
+                and self.conv.out_channels % WINOGRAD_CHANNEL_MULTIPLE[np.dtype(self.conv.dtype)] == 0)
 
     @staticmethod
     def applies(first, second):
@@ -75,6 +81,8 @@ class ConvReluPool:
         conv = self.conv
         W = conv.params["W"]
         dy = np.ascontiguousarray(dy, dtype=conv.dtype)
+        if dy.shape != y.shape:
+            raise ValueError(f"gradient of shape {dy.shape} for an output of shape {y.shape}")
         if self.direct:
             f, taps = W.shape[0], W[0].size
             chunks = min(GRADIENT_CHUNKS, len(x))

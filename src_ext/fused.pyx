@@ -32,6 +32,8 @@ cdef extern from "omp_shim.h":
     int omp_get_max_threads() nogil
 
 cdef extern from "winograd.h":
+    const Py_ssize_t CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT
+    const Py_ssize_t CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
     void cycnn_winograd_kernel_float(const float* W, Py_ssize_t F, Py_ssize_t C, float* rows, float* U) nogil
     void cycnn_winograd_kernel_double(const double* W, Py_ssize_t F, Py_ssize_t C, double* rows, double* U) nogil
     void cycnn_winograd_tile_row_float(const float* image, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
@@ -188,6 +190,11 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
     cdef Py_ssize_t F = U.shape[2], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, OW = WP - 2
     cdef Py_ssize_t n, i
+    cdef Py_ssize_t lanes = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT if floating is float else \
+        CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
+    if F % lanes != 0:
+        with gil:
+            raise ValueError(f"Winograd kernel needs a multiple of {lanes} output channels, received {F}")
     cdef floating* padded
     cdef const floating* image
     cdef floating* V

@@ -72,3 +72,28 @@ def test_im2col_t_is_the_transpose_of_im2col(dtype, c, size, kh, kw, stride, pad
     _conv.im2col(x, kh, kw, stride, pad, cols)
     _conv.im2col_t(x, kh, kw, stride, pad, cols_t)
     np.testing.assert_array_equal(cols_t, cols.T)
+
+
+def test_winograd_choice_follows_a_change_of_dtype():
+    """8 channels fill a float64 vector but not a float32 one: after astype, the fused step must notice."""
+    from cycnn.layers import Dense, Flatten
+    from cycnn.model import Sequential
+    f64 = np.float64
+    model = Sequential([Conv2D(4, 8, 3, activation="relu", seed=0, dtype=f64), MaxPool2D(2, dtype=f64),
+                        Flatten(dtype=f64), Dense(8 * 3 * 3, 2, seed=1, dtype=f64)], input_shape=(4, 9, 9))
+    fused = model.steps[0][2]
+    assert fused.winograd
+    model.astype(np.float32)
+    assert not fused.winograd
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 9)).astype(np.float32)
+    expected = x
+    for layer in model.layers:
+        expected = layer(expected)
+    np.testing.assert_allclose(model.forward(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_backward_rejects_a_gradient_of_the_wrong_shape():
+    fused = fusion.ConvReluPool(_pair(3, 16, 3, 1, 0, np.float32), MaxPool2D(2))
+    y = fused.forward(np.ones((2, 3, 8, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="gradient of shape"):
+        fused.backward(np.ones((2, *y.shape[1:-1], y.shape[-1] + 1), dtype=np.float32))
