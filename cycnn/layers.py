@@ -298,11 +298,12 @@ class Dense(Layer):
         dz = np.asarray(dy, dtype=self.dtype)
         if self.activation == "relu":
             dz = np.where(y > 0, dz, 0).astype(self.dtype, copy=False)
-        self.grads["W"] = gemm.matmul(x.T, dz)
         self.grads["b"] = dz.sum(axis=0)
         if not self.input_grad:
+            self.grads["W"] = gemm.matmul(x.T, dz)
             return None
-        return gemm.matmul(dz, self.params["W"].T)
+        self.grads["W"], dx = gemm.matmul_both((x.T, dz), (dz, self.params["W"].T))
+        return dx
 
 
 class Dropout(Layer):

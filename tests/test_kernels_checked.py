@@ -97,6 +97,19 @@ def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, 
                                atol=1e-3 if dtype == np.float32 else 1e-10)
 
 
+@pytest.mark.parametrize("threads", MORE_THREADS)
+def test_two_products_side_by_side_give_the_same_bits_as_one_after_the_other(threads):
+    """gemm.matmul_both runs a dense layer's weight and input gradients on a thread each."""
+    rng = np.random.default_rng(5)
+    x, dz = rng.standard_normal((64, 1600), dtype=np.float32), rng.standard_normal((64, 128), dtype=np.float32)
+    w = rng.standard_normal((1600, 128), dtype=np.float32)
+    set_threads(1)
+    expected = gemm.matmul(x.T, dz), gemm.matmul(dz, w.T)
+    set_threads(threads)
+    for got, want in zip(gemm.matmul_both((x.T, dz), (dz, w.T)), expected):
+        assert np.array_equal(got, want)
+
+
 def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():
     rng = np.random.default_rng(1)
     images = rng.random((53, 1, 31, 29), dtype=np.float32)
