@@ -87,6 +87,8 @@ def parse_idx(data, name="IDX data"):
     if len(data) < header_size:
         raise DataError(f"{name}: truncated header ({len(data)} bytes, {ndim} dimensions need {header_size})")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:  # numpy refuses even if empty
+        raise DataError(f"{name}: dimensions {shape} are too large for any array")
     expected = header_size + math.prod(shape) * dtype.itemsize
     if len(data) < expected:
         raise DataError(f"{name}: size disagrees with its header (dimensions {shape} need {expected:,} bytes, "

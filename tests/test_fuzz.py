@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from cycnn import architecture
 from cycnn.checkpoint import load_checkpoint, save_checkpoint
 from cycnn.datasets import parse_idx, read_idx
-from cycnn.errors import CycnnError
+from cycnn.errors import CycnnError, DataError
 from cycnn.images import load_image, mnist_style
 from cycnn.optimizers import make_optimizer
 from cycnn.serialization import load_model
@@ -90,6 +90,13 @@ def test_parse_idx_on_mutated_files(data):
 def test_parse_idx_on_plausible_headers(header, dims, body):
     """Headers that pass the magic-number check, with any dimensions (up to 4 GiB each) and any body."""
     check_idx(bytes(header) + struct.pack(f">{len(dims)}I", *dims) + body)
+
+
+def test_parse_idx_refuses_an_empty_array_with_impossible_dimensions():
+    """Found by the fuzzer above: a zero first dimension needs no data, but numpy cannot even shape an empty
+    array whose other dimensions multiply past its largest size."""
+    with pytest.raises(DataError, match="too large for any array"):
+        parse_idx(bytes([0, 0, 8, 4]) + struct.pack(">4I", 0, 6168, 38665250, 38674485))
 
 
 @pytest.fixture(scope="module")
