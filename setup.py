@@ -15,7 +15,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "pool", "fused", "activation", "augment", "optim", "parallel"]
+KERNELS = ["conv", "pool", "fused", "dense", "activation", "augment", "optim", "parallel"]
 
 
 def compiler_accepts(flags, source="int main(void){return 0;}\n"):

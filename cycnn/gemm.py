@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from cycnn import _dense
+
 # Below this many floating-point operations a product is not worth cutting up.
 MIN_SPLIT_FLOPS = 4_000_000
 # Large products are cut into up to this many blocks of at least MIN_BLOCK rows (or columns); the cut depends on
@@ -57,14 +59,18 @@ def matmul(a, b, out=None):
     return out
 
 
-def matmul_both(first, second):
-    """``(a1 @ b1, a2 @ b2)`` for two independent products ``first = (a1, b1)``, ``second = (a2, b2)`` (a layer's
-    weight and input gradients): with two threads or more, each product runs whole on a thread of its own, which
-    beats cutting two small products up one after the other. Every bit as ``matmul`` gives each."""
-    if _threads < 2 or _flops(*first) + _flops(*second) < MIN_SPLIT_FLOPS:
-        return matmul(*first), matmul(*second)
-    future = _pool.submit(_matmul_here, *second)
-    return _matmul_here(*first), future.result()
+def dense(a, b):
+    """``a @ b`` for a dense layer's products (a batch of rows, or a batch-sized inner dimension) in cycnn's own
+    vector kernel (src_ext/dense.h), whose OpenMP threads start in microseconds: cut among Python threads, such
+    small products lose more to the hand-off than a second core gains. ``b`` is copied if it is not
+    C-contiguous (a transposed weight matrix); shapes the kernel does not take go to ``matmul``."""
+    dtype = np.result_type(a, b)
+    if (dtype not in (np.float32, np.float64) or a.dtype != dtype or b.dtype != dtype
+            or b.shape[1] % _dense.lanes(dtype == np.float64) != 0):
+        return matmul(a, b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=dtype)
+    _dense.dense_product(a, np.ascontiguousarray(b), out)
+    return out
 
 
 def _flops(a, b):
@@ -82,16 +88,6 @@ def _cut(a, b):
         return by_rows, None
     bounds = [length * i // count for i in range(count + 1)]
     return by_rows, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-
-
-def _matmul_here(a, b):
-    """``matmul(a, b)`` in the calling thread alone: the same blocks, one after the other."""
-    by_rows, blocks = _cut(a, b)
-    if not blocks:
-        return np.matmul(a, b)
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    _multiply_blocks(a, b, out, blocks, by_rows)
-    return out
 
 
 def _multiply_blocks(a, b, out, blocks, by_rows):

@@ -286,7 +286,7 @@ class Dense(Layer):
 
     def forward(self, x):
         x = self._input(x, 2)
-        y = gemm.matmul(x, self.params["W"])
+        y = gemm.dense(x, self.params["W"])
         y += self.params["b"]
         if self.activation == "relu":
             np.maximum(y, 0, out=y)
@@ -299,11 +299,10 @@ class Dense(Layer):
         if self.activation == "relu":
             dz = np.where(y > 0, dz, 0).astype(self.dtype, copy=False)
         self.grads["b"] = dz.sum(axis=0)
+        self.grads["W"] = gemm.dense(x.T, dz)
         if not self.input_grad:
-            self.grads["W"] = gemm.matmul(x.T, dz)
             return None
-        self.grads["W"], dx = gemm.matmul_both((x.T, dz), (dz, self.params["W"].T))
-        return dx
+        return gemm.dense(dz, self.params["W"].T)
 
 
 class Dropout(Layer):

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cycnn import _activation, _augment, _conv, _pool
+from cycnn import _activation, _augment, _conv, _dense, _pool
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -306,3 +306,34 @@ def test_affine_warp_rotation_matches_bilinear_loops(dtype):
     _augment.affine_warp(src, m, dst)
     np.testing.assert_allclose(dst, warp_reference(src, m), **TOL[dtype])
     assert (dst == 0).any() and (dst > 0).any()
+
+
+# --- dense products (src_ext/dense.h) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", [(1, 1, 16), (5, 3, 16), (6, 7, 64), (13, 50, 80), (64, 200, 128),
+                                     (7, 1, 48), (200, 64, 32)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_dense_product_matches_numpy(m, k, n, transposed, dtype):
+    """Row counts around the 6-row block, column counts of 1 to 5 vectors, A given as a transposed view."""
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = rng.standard_normal((k, m)).astype(dtype).T if transposed else rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c = np.full((m, n), np.nan, dtype=dtype)
+    _dense.dense_product(a, b, c)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=tol, atol=tol * np.sqrt(k))
+
+
+def test_dense_product_with_an_empty_inner_dimension_is_zero():
+    c = np.full((4, 16), np.nan, dtype=np.float32)
+    _dense.dense_product(np.empty((4, 0), np.float32), np.empty((0, 16), np.float32), c)
+    assert np.array_equal(c, np.zeros((4, 16), np.float32))
+
+
+@pytest.mark.parametrize("b_shape, c_shape, message", [((3, 17), (2, 17), "multiple of 16 columns"),
+                                                        ((4, 16), (2, 16), "do not match"),
+                                                        ((3, 16), (5, 16), "do not match")])
+def test_dense_product_refuses_shapes_it_cannot_take(b_shape, c_shape, message):
+    with pytest.raises(ValueError, match=message):
+        _dense.dense_product(np.ones((2, 3), np.float32), np.ones(b_shape, np.float32), np.ones(c_shape, np.float32))

@@ -98,16 +98,18 @@ def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, 
 
 
 @pytest.mark.parametrize("threads", MORE_THREADS)
-def test_two_products_side_by_side_give_the_same_bits_as_one_after_the_other(threads):
-    """gemm.matmul_both runs a dense layer's weight and input gradients on a thread each."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
+    """cycnn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products."""
     rng = np.random.default_rng(5)
-    x, dz = rng.standard_normal((64, 1600), dtype=np.float32), rng.standard_normal((64, 128), dtype=np.float32)
-    w = rng.standard_normal((1600, 128), dtype=np.float32)
+    x, dz = rng.standard_normal((67, 400)).astype(dtype), rng.standard_normal((67, 48)).astype(dtype)
+    w = rng.standard_normal((400, 48)).astype(dtype)
+    products = [(x, w), (x.T, dz), (dz, w.T)]
     set_threads(1)
-    expected = gemm.matmul(x.T, dz), gemm.matmul(dz, w.T)
+    expected = [gemm.dense(a, b) for a, b in products]
     set_threads(threads)
-    for got, want in zip(gemm.matmul_both((x.T, dz), (dz, w.T)), expected):
-        assert np.array_equal(got, want)
+    for (a, b), want in zip(products, expected):
+        assert np.array_equal(gemm.dense(a, b), want)
 
 
 def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():

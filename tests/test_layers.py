@@ -264,8 +264,9 @@ def dense_case(n, fan_in, fan_out, activation):
 
 
 @pytest.mark.parametrize("activation", [None, "relu"])
-@pytest.mark.parametrize("n, fan_in, fan_out", [(1, 1, 1), (1, 7, 3), (3, 5, 1), (4, 6, 8)])
+@pytest.mark.parametrize("n, fan_in, fan_out", [(1, 1, 1), (1, 7, 3), (3, 5, 1), (4, 6, 8), (7, 16, 8)])
 def test_dense_gradients(n, fan_in, fan_out, activation):
+    """Widths that are whole float64 vectors (8) go through cycnn's own product kernel, the others numpy's."""
     layer, x, pre = dense_case(n, fan_in, fan_out, activation)
     if activation == "relu" and pre.size > 4:
         assert (pre > 0).any() and (pre < 0).any()
@@ -274,11 +275,12 @@ def test_dense_gradients(n, fan_in, fan_out, activation):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", [None, "relu"])
-def test_dense_forward_is_x_times_w_in_out_plus_b(activation, dtype):
-    layer = Dense(6, 4, activation=activation, seed=8, dtype=dtype)
-    assert layer.params["W"].shape == (6, 4) and layer.params["b"].shape == (4,)
+@pytest.mark.parametrize("fan_in, fan_out", [(6, 4), (40, 32)])
+def test_dense_forward_is_x_times_w_in_out_plus_b(activation, dtype, fan_in, fan_out):
+    layer = Dense(fan_in, fan_out, activation=activation, seed=8, dtype=dtype)
+    assert layer.params["W"].shape == (fan_in, fan_out) and layer.params["b"].shape == (fan_out,)
     _random_bias(layer, np.random.default_rng(8))
-    x = np.random.default_rng(9).standard_normal((5, 6))
+    x = np.random.default_rng(9).standard_normal((5, fan_in))
     expected = x @ layer.params["W"].astype(np.float64) + layer.params["b"]
     if activation == "relu":
         expected = np.maximum(expected, 0)

@@ -1,0 +1,41 @@
+/* Matrix products for dense layers, C = A @ B, computed in vector registers and shared among OpenMP threads by
+   blocks of rows. Why not BLAS: a dense layer's products are small (a batch of 64 rows, or an inner dimension of
+   64), and sharing them among cores from Python costs a thread hand-off of tens of microseconds each time, more
+   than the second core gains; an OpenMP loop wakes its threads in a few microseconds. Each element of C is one
+   sum over k in order, whichever thread computes it, so the result does not depend on the thread count.
+
+   B is row-major with N a multiple of the vector width; A's element (r, k) is at A[r * ra + k * ka], so a
+   transposed A (a weight gradient's x.T) needs no copy. Six rows by four vectors of C stay in registers while k
+   runs, each B vector loaded is used six times. */
+#ifndef CYCNN_DENSE_H
+#define CYCNN_DENSE_H
+#include "simd.h"
+
+#define DENSE_ROWS 6
+#define DENSE_VECS 4
+
+#define REAL float
+#define VEC cycnn_vec_float
+#define LANES 16
+#define NAME(x) x##_float
+#include "dense_impl.h"
+#undef REAL
+#undef VEC
+#undef LANES
+#undef NAME
+
+#define REAL double
+#define VEC cycnn_vec_double
+#define LANES 8
+#define NAME(x) x##_double
+#include "dense_impl.h"
+#undef REAL
+#undef VEC
+#undef LANES
+#undef NAME
+
+#define CYCNN_DENSE_LANES_FLOAT 16
+#define CYCNN_DENSE_LANES_DOUBLE 8
+#define CYCNN_DENSE_ROWS DENSE_ROWS
+#define CYCNN_DENSE_PANEL (DENSE_VECS * 64) /* bytes of one panel's row: DENSE_VECS 64-byte vectors */
+#endif

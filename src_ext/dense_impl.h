@@ -1,0 +1,41 @@
+/* One precision of dense.h (see winograd_impl.h for how it is instantiated). */
+
+/* C[0:R, 0:NV*LANES] = A[0:R, 0:K] @ B[0:K, 0:NV*LANES] (row strides: A as in dense.h, B and C ldb, ldc). R and NV
+   are constants at every call site, so the loops unroll and the accumulators live in registers. */
+static inline __attribute__((always_inline)) void NAME(dense_block)(const REAL *restrict A, ptrdiff_t ra,
+                                                                    ptrdiff_t ka, const REAL *restrict B,
+                                                                    ptrdiff_t ldb, REAL *restrict C, ptrdiff_t ldc,
+                                                                    ptrdiff_t K, const int R, const int NV) {
+    VEC acc[DENSE_ROWS][DENSE_VECS];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
+    for (ptrdiff_t k = 0; k < K; k++) {
+        VEC b[DENSE_VECS];
+        for (int v = 0; v < NV; v++) b[v] = NAME(cycnn_load)(B + k * ldb + v * LANES);
+        for (int r = 0; r < R; r++) {
+            const REAL a = A[r * ra + k * ka];
+            for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) NAME(cycnn_store)(C + r * ldc + v * LANES, acc[r][v]);
+}
+
+/* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = A[r0:r0+R, :] @ B[:, n0:n1], with R <= DENSE_ROWS. */
+static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
+                                   ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {
+    const REAL *a = A + r0 * ra, *b = B + n0;
+    REAL *c = C + r0 * N + n0;
+#define DENSE_CASE(rows, vecs) NAME(dense_block)(a, ra, ka, b, N, c, N, K, rows, vecs); break;
+#define DENSE_ROWS_CASES(vecs) \
+    switch (R) { case 1: DENSE_CASE(1, vecs) case 2: DENSE_CASE(2, vecs) case 3: DENSE_CASE(3, vecs) \
+                 case 4: DENSE_CASE(4, vecs) case 5: DENSE_CASE(5, vecs) default: DENSE_CASE(6, vecs) }
+    switch ((n1 - n0) / LANES) {
+    case 1: DENSE_ROWS_CASES(1) break;
+    case 2: DENSE_ROWS_CASES(2) break;
+    case 3: DENSE_ROWS_CASES(3) break;
+    default: DENSE_ROWS_CASES(4) break;
+    }
+#undef DENSE_ROWS_CASES
+#undef DENSE_CASE
+}
