@@ -1,10 +1,14 @@
 """cycnn: a convolutional neural network from scratch, with typed Cython kernels, that learns to read digits."""
 import os
 
-# The kernels' OpenMP threads and OpenBLAS's threads take turns on the same cores. Spinning OpenMP workers would
-# steal the cores from the BLAS call that follows each kernel (2.5x slower training on 2 cores), so idle OpenMP
-# threads sleep. This must be set before the OpenMP runtime loads with the first kernel module.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How idle OpenMP threads wait for the next kernel (read when the OpenMP runtime loads with the first kernel module,
+# so it is set here): they spin 30,000 times (about half a millisecond) and then sleep. Waking a sleeping thread
+# took about 0.1 ms on the 2-core machine cycnn is measured on, as long as many of its kernels, so threads that
+# always sleep (OMP_WAIT_POLICY=PASSIVE) lost a tenth of the 2-thread training speed; libgomp's default (300,000
+# spins) or ACTIVE would steal the core for milliseconds from the BLAS threads that im2col layers use (up to 2.5x
+# slower). With more threads than cores, libgomp cuts the spinning itself. A user's own setting wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 __version__ = "0.1.0"
 

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 
-# cycnn's import sets OMP_WAIT_POLICY=PASSIVE (unless set already); the RSS children get the environment as it was.
+# cycnn's import sets GOMP_SPINCOUNT (unless the OpenMP wait is set already); the RSS children get the environment
+# as it was.
 ORIGINAL_ENV = dict(os.environ)
 
 import numpy as np  # noqa: E402
@@ -589,8 +590,8 @@ def machine_info(torch):
             "cycnn": cycnn.__version__, "cycnn_source": cycnn_source(cycnn), "openmp": _parallel.openmp_enabled(),
             "torch": torch.__version__ if torch is not None else None,
             "env": {k: ORIGINAL_ENV.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                                      "OMP_WAIT_POLICY")},
-            "omp_wait_policy_in_effect": os.environ.get("OMP_WAIT_POLICY")}
+                                                      "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
+            "omp_wait_in_effect": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
     if torch is not None:
         info["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
     return info
@@ -640,7 +641,8 @@ def print_machine(info, settings, torch_missing):
               f"{pool['architecture'] or ''} {pool['threading_layer'] or ''}".rstrip())
     env = info["env"]
     print("environment: " + ", ".join(f"{k}={'(not set)' if v is None else v}" for k, v in env.items()))
-    print(f"OMP_WAIT_POLICY in this process: {info['omp_wait_policy_in_effect']} (set by cycnn's import unless "
+    wait = ", ".join(f"{k}={'(not set)' if v is None else v}" for k, v in info["omp_wait_in_effect"].items())
+    print(f"OpenMP wait in this process: {wait} (cycnn's import sets GOMP_SPINCOUNT unless OMP_WAIT_POLICY is "
           "given; PyTorch shares the one OpenMP runtime, so it applies to both; the RSS children get the "
           "environment above)")
     print("this process calls cycnn.runtime.keep_large_allocations_in_heap() (glibc mallopt, as `cycnn train` "
@@ -852,8 +854,8 @@ def main(argv=None):
         rss_child(args.rss_child, args.rss_batch, args.threads[0], args.steps or 100)
         return
     settings = Settings(args.quick, args.rounds, args.steps)
-    # cycnn first: its import sets OMP_WAIT_POLICY=PASSIVE (unless given) before the OpenMP runtime loads, and
-    # PyTorch, imported next, shares that runtime (one libgomp.so.1 per process), so one policy holds for both.
+    # cycnn first: its import sets GOMP_SPINCOUNT (unless the wait is given) before the OpenMP runtime loads, and
+    # PyTorch, imported next, shares that runtime (one libgomp.so.1 per process), so one setting holds for both.
     from cycnn import runtime
     from cycnn.datasets import load_idx_dataset
     torch = import_torch()
