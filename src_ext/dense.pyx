@@ -56,3 +56,18 @@ cpdef int dense_product(const floating[:, :] A, const floating[:, ::1] B, floati
             cycnn_dense_tile_double(&A[0, 0], ra, ka, &B[0, 0], &C[0, 0], r0, min(CYCNN_DENSE_ROWS, M - r0), n0,
                                     min(N, n0 + panel), K, N)
     return 0
+
+
+cpdef int transpose(const floating[:, ::1] src, floating[:, ::1] dst) except -1 nogil:
+    """``dst = src.T`` (a weight matrix laid out for the input gradient's product), in 32 x 32 tiles so that both
+    sides stay in cache, the rows of tiles shared among the threads."""
+    cdef Py_ssize_t R = src.shape[0], C = src.shape[1], i0, j0, i, j
+    if dst.shape[0] != C or dst.shape[1] != R:
+        with gil:
+            raise ValueError(f"cannot transpose ({R}, {C}) into ({dst.shape[0]}, {dst.shape[1]})")
+    for i0 in prange(0, R, 32, schedule="static", use_threads_if=R * C > CYCNN_PARALLEL_MIN_WORK):
+        for j0 in range(0, C, 32):
+            for i in range(i0, min(i0 + 32, R)):
+                for j in range(j0, min(j0 + 32, C)):
+                    dst[j, i] = src[i, j]
+    return 0

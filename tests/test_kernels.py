@@ -337,3 +337,12 @@ def test_dense_product_with_an_empty_inner_dimension_is_zero():
 def test_dense_product_refuses_shapes_it_cannot_take(b_shape, c_shape, message):
     with pytest.raises(ValueError, match=message):
         _dense.dense_product(np.ones((2, 3), np.float32), np.ones(b_shape, np.float32), np.ones(c_shape, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (33, 31), (1600, 128)])
+def test_transpose_in_tiles(shape, dtype):
+    src = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    dst = np.empty(shape[::-1], dtype=dtype)
+    _dense.transpose(src, dst)
+    assert np.array_equal(dst, src.T)
