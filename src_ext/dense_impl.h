@@ -34,7 +34,8 @@ static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, co
     case 1: DENSE_ROWS_CASES(1) break;
     case 2: DENSE_ROWS_CASES(2) break;
     case 3: DENSE_ROWS_CASES(3) break;
-    default: DENSE_ROWS_CASES(4) break;
+    case 4: DENSE_ROWS_CASES(4) break;
+    default: break; /* callers pass whole vectors, at most DENSE_VECS of them */
     }
 #undef DENSE_ROWS_CASES
 #undef DENSE_CASE

@@ -96,6 +96,25 @@ cdef extern from "winners.h":
                                          Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t* members,
                                          double* scale, Py_ssize_t* counts, double* patch, double* dx) nogil
 
+cdef int require(bint ok, const char* what) except -1 with gil:
+    """Raise ValueError(what) unless ok: the kernels run without bounds checks, so their callers' shapes are
+    checked once here instead (a wrong shape would read or write outside the arrays)."""
+    if not ok:
+        raise ValueError(what.decode())
+    return 0
+
+
+cdef inline bint windows_fit(Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW, int ph, int pw, int sh,
+                             int sw) noexcept nogil:
+    """Whether PH x PW pooling windows (ph x pw, stride sh x sw) lie inside an OH x OW map."""
+    return PH >= 1 and PW >= 1 and (PH - 1) * sh + ph <= OH and (PW - 1) * sw + pw <= OW
+
+
+cdef inline bint same4(Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """Whether two 4-D memoryviews' shapes (``x.shape``) are equal."""
+    return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
+
+
 cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
                                  Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
                                  floating* pooled, int* where, floating* y, int* argmax) noexcept nogil:
@@ -113,6 +132,9 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     """``y[n, f, i, j] = relu(max over window (i, j) of rows[n*P + p, f] + bias[f])`` and its argmax p."""
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t P = OH * OW
+    require(rows.shape[0] == N * P and rows.shape[1] == F and bias.shape[0] == F, b"rows, bias and y disagree")
+    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(windows_fit(PH, PW, OH, OW, ph, pw, sh, sw), b"pooling windows outside the convolution output")
     cdef Py_ssize_t n
     cdef floating* pooled
     cdef int* where
@@ -157,9 +179,11 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     cdef floating* conv
     cdef floating* pooled
     cdef int* where
-    if T > CYCNN_DIRECT_MAX_TAPS:
-        with gil:
-            raise ValueError(f"direct convolution takes at most {CYCNN_DIRECT_MAX_TAPS} taps, received {T}")
+    require(T == C * KH * KW and T <= CYCNN_DIRECT_MAX_TAPS,
+            b"weights do not have C*KH*KW taps, or more than the direct kernel takes")
+    require(bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F, b"weights, bias and y disagree")
+    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(windows_fit(PH, PW, OH, OW, ph, pw, sh, sw), b"pooling windows outside the convolution output")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
@@ -195,6 +219,10 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
     if F % lanes != 0:
         with gil:
             raise ValueError(f"Winograd kernel needs a multiple of {lanes} output channels, received {F}")
+    require(U.shape[0] == 16 and U.shape[1] == C and bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F,
+            b"transformed kernel (16, C, F), bias and y disagree")
+    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(windows_fit(PH, PW, HP - 2, WP - 2, 2, 2, 2, 2), b"pooling windows outside the convolution output")
     cdef floating* padded
     cdef const floating* image
     cdef floating* V
@@ -225,6 +253,8 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
 cpdef int winograd_kernel(const floating[:, :, :, ::1] W, floating[:, :, ::1] U) except -1 nogil:
     """The transformed kernel for ``winograd_relu_maxpool_forward``: ``U[4a+b, c, f] = (G W[f, c] G^T)[a, b]``
     with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], for 3x3 weights W (F, C, 3, 3)."""
+    require(W.shape[2] == 3 and W.shape[3] == 3 and U.shape[0] == 16 and U.shape[1] == W.shape[1]
+            and U.shape[2] == W.shape[0], b"Winograd kernel takes 3x3 weights (F, C, 3, 3) into U (16, C, F)")
     cdef floating* rows = <floating*>malloc(16 * W.shape[0] * sizeof(floating))
     if rows == NULL:
         with gil:
@@ -257,9 +287,11 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     cdef floating* padded
     cdef floating* grad
     cdef char* touched
-    if T > CYCNN_DIRECT_MAX_TAPS:
-        with gil:
-            raise ValueError(f"direct convolution takes at most {CYCNN_DIRECT_MAX_TAPS} taps, received {T}")
+    require(T == C * KH * KW and T <= CYCNN_DIRECT_MAX_TAPS,
+            b"gradients do not have C*KH*KW taps, or more than the direct kernel takes")
+    require(partial_db.shape[0] == K and partial_db.shape[1] == F and K >= 1, b"partial gradients disagree")
+    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
+            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
     with parallel(use_threads_if=N > 1 and N * F * plane * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         grad = <floating*>calloc(P * F, sizeof(floating))
@@ -297,6 +329,10 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
     cdef Py_ssize_t F = dw_hwc.shape[0], KH = dw_hwc.shape[1], KW = dw_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t parts = min(F, omp_get_max_threads())
+    require(dw_hwc.shape[3] == C and db.shape[0] == F, b"weight gradient (F, KH, KW, C) and bias gradient disagree")
+    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
+            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
+    require(OW == (W + 2 * pad - KW) // stride + 1, b"OW is not the convolution's output width")
     cdef Py_ssize_t part
     cdef Py_ssize_t* offset
     cdef floating* scale
@@ -329,6 +365,10 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t F = w_hwc.shape[0], KH = w_hwc.shape[1], KW = w_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    require(w_hwc.shape[3] == C, b"kernel (F, KH, KW, C) and dx (N, C, H, W) disagree")
+    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
+            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
+    require(OW == (W + 2 * pad - KW) // stride + 1, b"OW is not the convolution's output width")
     cdef Py_ssize_t n, c, h, w
     cdef floating* acc
     cdef floating* patch

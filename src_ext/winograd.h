@@ -11,16 +11,11 @@
    covers (the last row and column of an odd-sized map) are never computed.
 
    The same real numbers come out as with a direct convolution; in float32 they differ by rounding (about 1e-6
-   relative; the tests bound it). Everything for one row of tiles stays in L1/L2 cache: the input tiles V, the
-   products M and the outputs. The products run in a register-blocked kernel on 64-byte GCC vectors (one AVX-512
-   register; two AVX2 registers elsewhere). */
+   relative, growing slowly with the number of input channels; the tests bound it). One row of tiles at a time:
+   its input tiles V and products M stay in L1/L2 cache. The products run in dense.h's register-blocked kernel. */
 #ifndef CYCNN_WINOGRAD_H
 #define CYCNN_WINOGRAD_H
-#include "simd.h"
-
-/* Rows x vectors of accumulators in the product kernel: 6 x 4 = 24 of the 32 AVX-512 registers. */
-#define WINO_MAX_ROWS 6
-#define WINO_MAX_VECS 4
+#include "dense.h"
 
 #define REAL float
 #define VEC cycnn_vec_float

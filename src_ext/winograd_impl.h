@@ -29,55 +29,17 @@ static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdi
     }
 }
 
-/* M[0:R, 0:NV*LANES] = V[0:R, 0:C] @ U[0:C, 0:NV*LANES] (row strides C, F, F): R x NV accumulators stay in
-   vector registers for the whole inner dimension; each U vector loaded is used R times. R and NV are constants
-   at every call site, so the loops unroll completely. */
-static inline __attribute__((always_inline)) void NAME(micro_gemm)(const REAL *restrict V, const REAL *restrict U,
-                                                                   REAL *restrict M, ptrdiff_t C, ptrdiff_t F,
-                                                                   const int R, const int NV) {
-    VEC acc[WINO_MAX_ROWS][WINO_MAX_VECS];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
-    for (ptrdiff_t k = 0; k < C; k++) {
-        VEC u[WINO_MAX_VECS];
-        for (int v = 0; v < NV; v++) u[v] = NAME(cycnn_load)(U + k * F + v * LANES);
-        for (int r = 0; r < R; r++) {
-            const REAL x = V[r * C + k];
-            for (int v = 0; v < NV; v++) acc[r][v] += x * u[v];
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) NAME(cycnn_store)(M + r * F + v * LANES, acc[r][v]);
-}
-
-/* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi. F is a multiple of LANES. */
+/* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi, in the dense kernel's register tiles
+   (dense.h: 6 rows x one panel of 4 vectors). F is a multiple of LANES. */
 static void NAME(tile_products)(const REAL *restrict V, const REAL *restrict U, ptrdiff_t rows, ptrdiff_t C,
                                 ptrdiff_t F, REAL *restrict M) {
-    for (int xi = 0; xi < 16; xi++) {
-        const REAL *Vx = V + xi * rows * C, *Ux = U + xi * C * F;
-        REAL *Mx = M + xi * rows * F;
-        for (ptrdiff_t r = 0; r < rows; r += WINO_MAX_ROWS) {
-            const ptrdiff_t left = rows - r;
-            for (ptrdiff_t f = 0; f < F; f += WINO_MAX_VECS * LANES) {
-                const REAL *v0 = Vx + r * C, *u0 = Ux + f;
-                REAL *m0 = Mx + r * F + f;
-                if (F - f >= WINO_MAX_VECS * LANES) {
-                    switch (left >= WINO_MAX_ROWS ? WINO_MAX_ROWS : left) {
-                    case 1: NAME(micro_gemm)(v0, u0, m0, C, F, 1, WINO_MAX_VECS); break;
-                    case 2: NAME(micro_gemm)(v0, u0, m0, C, F, 2, WINO_MAX_VECS); break;
-                    case 3: NAME(micro_gemm)(v0, u0, m0, C, F, 3, WINO_MAX_VECS); break;
-                    case 4: NAME(micro_gemm)(v0, u0, m0, C, F, 4, WINO_MAX_VECS); break;
-                    case 5: NAME(micro_gemm)(v0, u0, m0, C, F, 5, WINO_MAX_VECS); break;
-                    default: NAME(micro_gemm)(v0, u0, m0, C, F, 6, WINO_MAX_VECS); break;
-                    }
-                } else { /* fewer than WINO_MAX_VECS vectors of channels left: one vector at a time */
-                    for (ptrdiff_t g = f; g < F; g += LANES)
-                        for (ptrdiff_t q = r; q < rows; q++)
-                            NAME(micro_gemm)(Vx + q * C, Ux + g, Mx + q * F + g, C, F, 1, 1);
-                }
-            }
-        }
-    }
+    const ptrdiff_t panel = DENSE_VECS * LANES;
+    for (int xi = 0; xi < 16; xi++)
+        for (ptrdiff_t n0 = 0; n0 < F; n0 += panel)
+            for (ptrdiff_t r0 = 0; r0 < rows; r0 += DENSE_ROWS)
+                NAME(cycnn_dense_tile)(V + xi * rows * C, C, 1, U + xi * C * F, M + xi * rows * F, r0,
+                                       rows - r0 < DENSE_ROWS ? rows - r0 : DENSE_ROWS, n0,
+                                       F - n0 < panel ? F : n0 + panel, C, F);
 }
 
 /* The 2x2 convolution outputs A^T m A of every tile in the row, then max and argmax over them (the pooling

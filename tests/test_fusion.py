@@ -7,14 +7,19 @@ from cycnn.layers import Conv2D, MaxPool2D
 
 CASES = [
     # in_channels, out_channels, kernel, stride, padding, size, pool, pool_stride
-    (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer (direct path)
+    (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer's shape, 4 channels (direct path, scalar channels)
+    (1, 32, 3, 1, 0, 28, 2, None),  # the reference first layer (direct, two vectors of channels)
+    (1, 36, 3, 1, 0, 12, 2, None),  # direct: two vectors and 4 channels left over
+    (1, 112, 3, 1, 1, 10, 2, None),  # direct: a block of 4 vectors and 3 more, padded
     (1, 3, 5, 2, 1, 13, 3, 2),      # direct, strided, padded, overlapping windows
     (3, 5, (2, 3), 1, 1, 9, 2, None),  # direct, non-square kernel
     (8, 6, 3, 1, 0, 13, 2, None),   # im2col path (odd map 11 -> 5; 6 channels are not whole vectors)
     (5, 4, 3, 2, 1, 12, 3, 2),      # im2col path, strided, padded, overlapping windows
+    (8, 20, 3, 1, 0, 10, 2, None),  # im2col: pooling a vector of channels and 4 left over
     (8, 16, 3, 1, 0, 13, 2, None),  # Winograd path, as the reference second layer (odd map 11 -> 5)
     (5, 32, 3, 1, 1, 12, 2, None),  # Winograd, padded, even map
     (3, 80, 3, 1, 1, 9, 2, None),   # Winograd, 80 channels: the kernel's block of 64 and a remainder of 16
+    (4, 80, 3, 1, 0, 18, 2, None),  # Winograd, 8 tiles a row: more than one block of 6 rows in the products
 ]
 
 
@@ -33,7 +38,8 @@ def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, inp
     conv, pool_layer = _pair(c, f, k, s, p, dtype), MaxPool2D(pool, pool_stride, dtype=dtype)
     fused = fusion.ConvReluPool(conv, pool_layer)
     assert fused.direct == (c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS)
-    assert fused.winograd == (not fused.direct and k == 3 and s == 1 and pool == 2 and f % 16 == 0)
+    lanes = fusion.WINOGRAD_CHANNEL_MULTIPLE[np.dtype(dtype)]
+    assert fused.winograd == (not fused.direct and k == 3 and s == 1 and pool == 2 and f % lanes == 0)
 
     expected = pool_layer(conv(x))
     dy = rng.standard_normal(expected.shape).astype(dtype)
@@ -97,3 +103,24 @@ def test_fused_backward_rejects_a_gradient_of_the_wrong_shape():
     y = fused.forward(np.ones((2, 3, 8, 8), dtype=np.float32))
     with pytest.raises(ValueError, match="gradient of shape"):
         fused.backward(np.ones((2, *y.shape[1:-1], y.shape[-1] + 1), dtype=np.float32))
+
+
+def test_kernels_refuse_arguments_that_do_not_fit_together():
+    """The kernels run without bounds checks: mismatched shapes are refused before any memory is touched."""
+    from cycnn import _fused
+    x = np.ones((2, 1, 8, 8), np.float32)
+    y, argmax = np.empty((2, 4, 3, 3), np.float32), np.empty((2, 4, 3, 3), np.int32)
+    with pytest.raises(ValueError, match="taps"):  # 9 taps claimed by KH x KW, 6 rows of weights given
+        _fused.direct_relu_maxpool_forward(x, np.ones((6, 4), np.float32), np.ones(4, np.float32), 3, 3, 1, 0,
+                                           2, 2, 2, 2, y, argmax)
+    with pytest.raises(ValueError, match="argmax and y"):
+        _fused.direct_relu_maxpool_forward(x, np.ones((9, 4), np.float32), np.ones(4, np.float32), 3, 3, 1, 0,
+                                           2, 2, 2, 2, y, np.empty((2, 4, 3, 2), np.int32))
+    with pytest.raises(ValueError, match="pooling windows"):
+        _fused.direct_relu_maxpool_forward(x, np.ones((9, 4), np.float32), np.ones(4, np.float32), 3, 3, 1, 0,
+                                           2, 2, 2, 2, np.empty((2, 4, 4, 3), np.float32),
+                                           np.empty((2, 4, 4, 3), np.int32))
+    with pytest.raises(ValueError, match="transformed kernel"):
+        _fused.winograd_relu_maxpool_forward(np.ones((2, 3, 8, 8), np.float32), np.ones((16, 2, 16), np.float32),
+                                             np.ones(16, np.float32), 0, np.empty((2, 16, 3, 3), np.float32),
+                                             np.empty((2, 16, 3, 3), np.int32))

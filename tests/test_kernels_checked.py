@@ -40,7 +40,13 @@ def networks(dtype):
         Conv2D(2, 16, (5, 3), stride=2, padding=2, seed=6, dtype=dtype), MaxPool2D(3, stride=2, dtype=dtype),
         ReLU(dtype=dtype), Conv2D(16, 3, 1, activation="relu", seed=7, dtype=dtype), Flatten(dtype=dtype),
         Dense(3 * 4 * 3, 5, seed=8, dtype=dtype)], input_shape=(2, 19, 13))
-    return [direct_and_gemm, unfused]
+    # Whole vectors of channels: the direct kernel's vector path, Winograd, and the dense layers' own kernel.
+    winograd_and_dense = Sequential([
+        Conv2D(1, 16, 3, activation="relu", seed=9, dtype=dtype), MaxPool2D(2, dtype=dtype),
+        Conv2D(16, 32, 3, padding=1, activation="relu", seed=10, dtype=dtype), MaxPool2D(2, dtype=dtype),
+        Flatten(dtype=dtype), Dense(32 * 3 * 3, 32, activation="relu", seed=11, dtype=dtype),
+        Dense(32, 3, seed=12, dtype=dtype)], input_shape=(1, 14, 14))
+    return [direct_and_gemm, unfused, winograd_and_dense]
 
 
 def train_step(model, x, labels):
@@ -55,7 +61,7 @@ def train_step(model, x, labels):
 
 @pytest.mark.parametrize("threads", MORE_THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("index", [0, 1], ids=["fused", "unfused"])
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["fused", "unfused", "winograd"])
 def test_layers_give_the_same_bits_on_any_thread_count(index, dtype, threads):
     rng = np.random.default_rng(0)
     shape, classes = networks(dtype)[index].input_shape, networks(dtype)[index].num_classes
