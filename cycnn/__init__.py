@@ -7,8 +7,11 @@ import os
 # always sleep (OMP_WAIT_POLICY=PASSIVE) lost a tenth of the 2-thread training speed; libgomp's default (300,000
 # spins) or ACTIVE would steal the core for milliseconds from the BLAS threads that im2col layers use (up to 2.5x
 # slower). With more threads than cores, libgomp cuts the spinning itself. A user's own setting wins.
+# GOMP_SPINCOUNT is GCC's libgomp (what setup.py builds with on Linux); KMP_BLOCKTIME (milliseconds) is the same
+# knob for LLVM's libomp, whose default spins for 200 ms.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "30000")
+    os.environ.setdefault("KMP_BLOCKTIME", "1")
 
 __version__ = "0.1.0"
 

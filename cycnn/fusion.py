@@ -1,12 +1,12 @@
 """Operator fusion: how Sequential runs a Conv2D with a ReLU followed by a MaxPool2D as one step.
 
-The pair computes what the two layers compute one after the other (the same real numbers; Winograd's rounds
-differently in the last bits; tests check both against each other), but never writes the full-resolution convolution output: the pooled map comes straight out of the convolution
-(src_ext/fused.pyx), and in the backward pass only each window's winner gets a gradient. A layer with few input
-taps (in_channels * kh * kw, e.g. the first layer on grayscale images) is convolved directly; a 3x3 convolution
-followed by 2x2 pooling (the reference network's second layer) by Winograd's F(2x2, 3x3) algorithm
-(src_ext/winograd.h); the others go through im2col and one BLAS GEMM. The parameters and gradients stay in the
-Conv2D layer, as without fusion.
+The pair computes what the two layers compute one after the other (the same real numbers; the Winograd path
+rounds differently in the last bits; tests check both against each other), but never writes the full-resolution
+convolution output: the pooled map comes straight out of the convolution (src_ext/fused.pyx), and in the backward
+pass only each window's winner gets a gradient. A layer with few input taps (in_channels * kh * kw, e.g. the first
+layer on grayscale images) is convolved directly; a 3x3 convolution followed by 2x2 pooling (the reference
+network's second layer) by Winograd's F(2x2, 3x3) algorithm (src_ext/winograd.h); the others go through im2col
+and a BLAS product (cycnn.gemm.matmul). The parameters and gradients stay in the Conv2D layer, as without fusion.
 """
 import numpy as np
 

@@ -1,15 +1,18 @@
-"""Matrix products split across cores by cycnn itself, each part one single-threaded BLAS call.
+"""Matrix products shared among cores by cycnn itself, two ways.
 
+``matmul`` (convolutions' im2col products: large) cuts a product into blocks, each one single-threaded BLAS call.
 Why not let BLAS thread itself: OpenBLAS's threads busy-wait for each other, so on a machine with other work
 running, a two-thread product stalls whenever one of its threads is descheduled (a 64x1600 by 1600x128 product was
 measured at 0.28 ms on one thread and 54 ms on two, on this 2-core machine under load); and its threaded driver
 cuts the inner dimension differently from the one-thread driver, so results changed with the thread count.
 
 Here a large product's output is cut into a fixed number of blocks of rows (or of columns, when it is wider than
-tall: each part then packs only its share of the larger right-hand matrix, as for a dense layer's batch-64
-forward product) that depends only on the shape, each block an ordinary one-thread ``numpy.matmul``, and the
-threads take whole blocks. Nobody spins, a waiting thread sleeps, and the blocks (hence every bit of the result)
-are the same on any number of threads.
+tall: each part then packs only its share of the larger right-hand matrix) that depends only on the shape, each
+block an ordinary one-thread ``numpy.matmul`` on cycnn's Python threads, which take whole blocks. The blocks (hence
+every bit of the result) are the same on any number of threads.
+
+``dense`` (a dense layer's products: a batch of rows or a batch-sized inner dimension, too small to hand to
+another Python thread, which costs about 60 us here) runs cycnn's own vector kernel on the OpenMP threads.
 """
 from concurrent.futures import ThreadPoolExecutor
 

@@ -6,9 +6,10 @@ Every layer is callable: ``y = layer(x)`` runs the forward pass and caches what 
 (out_channels, in_channels, kh, kw), as in PyTorch and ONNX. A layer computes in the dtype of its parameters
 (float32 by default; float64 for gradient checks) and converts its input to it.
 
-The hot loops (im2col/col2im, pooling, ReLU) are the Cython kernels in ``src_ext/``; the matrix products go to BLAS
-through ``cycnn.gemm.matmul`` (``numpy.matmul`` with the rows shared among cycnn's threads). Scratch buffers are kept per layer and reused while the batch shape stays the same, so a
-training step does not allocate them again.
+The hot loops (im2col/col2im, pooling, ReLU) are the Cython kernels in ``src_ext/``; a convolution's matrix
+products go to BLAS through ``cycnn.gemm.matmul`` (blocks shared among cycnn's threads), a dense layer's to
+cycnn's own vector kernel through ``cycnn.gemm.dense``. Scratch buffers are kept per layer and reused while the
+batch shape stays the same, so a training step does not allocate them again.
 """
 import numpy as np
 

@@ -75,14 +75,14 @@ cdef extern from "winners.h":
                                          const float* dy, const float* y, const int* argmax, Py_ssize_t F,
                                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
                                          Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
-                                         Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset, float* scale, float* dw,
-                                         float* db) nogil
+                                         Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset,
+                                         float* scale, float* dw, float* db) nogil
     void cycnn_winners_weight_grad_double(const double* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                                           const double* dy, const double* y, const int* argmax, Py_ssize_t F,
                                           Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
                                           Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
-                                          Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset, double* scale,
-                                          double* dw, double* db) nogil
+                                          Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset,
+                                          double* scale, double* dw, double* db) nogil
     void cycnn_winners_input_grad_float(const float* kernel, const float* dy, const float* y, const int* argmax,
                                         Py_ssize_t F, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t ph, Py_ssize_t pw,
                                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t C,

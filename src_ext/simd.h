@@ -1,7 +1,8 @@
 /* 64-byte vectors (one AVX-512 register; the compiler splits them into two AVX2 or four SSE registers on other
    CPUs) through GCC/Clang vector extensions, and unaligned loads and stores of them. The kernels written in C
-   (winograd.h, direct.h) are instantiated once per precision: they include their *_impl.h file after defining
-   REAL, VEC, LANES and NAME as CYCNN_AS_FLOAT / CYCNN_AS_DOUBLE do. */
+   (dense.h, winograd.h, direct.h, pool_rows.h, winners.h) are instantiated once per precision: each includes its
+   *_impl.h twice, after defining REAL (float or double), VEC (the vector type), LANES (REALs per vector) and
+   NAME(x) (which appends _float or _double to x). Their register blocks are tuned for AVX-512's 32 registers. */
 #ifndef CYCNN_SIMD_H
 #define CYCNN_SIMD_H
 #include <stddef.h>

@@ -43,8 +43,8 @@ static void NAME(cycnn_winners_weight_grad)(const REAL *x, ptrdiff_t N, ptrdiff_
                                             const REAL *dy, const REAL *y, const int *argmax, ptrdiff_t F,
                                             ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t KH, ptrdiff_t KW,
                                             ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t OW, ptrdiff_t ph,
-                                            ptrdiff_t sh, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t *offset, REAL *scale, REAL *dw,
-                                            REAL *db) {
+                                            ptrdiff_t sh, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t *offset,
+                                            REAL *scale, REAL *dw, REAL *db) {
     const ptrdiff_t plane = PH * PW, run = KW * C, T = KH * run;
     for (ptrdiff_t f = f0; f < f1; f++) {
         memset(dw + f * T, 0, T * sizeof(REAL));

@@ -1,6 +1,6 @@
 """Determinism of whole training runs: the same seed and data give the same weights bit for bit, whatever the
-number of threads (the kernels split work by image, the matrix products by rows of the result, and no sum is ever
-split across threads). tests/test_kernels_checked.py checks the same property layer by layer on odd shapes."""
+number of threads (the kernels split work by image, output channel or fixed blocks of the result, and no sum is
+ever split across threads). tests/test_kernels_checked.py checks the same property layer by layer on odd shapes."""
 import numpy as np
 import pytest
 
@@ -12,7 +12,7 @@ from cycnn.serialization import load_model
 # products are large enough to be split among threads. (A small test set keeps the final evaluation short.)
 BASE = ["train", "--val-split", "0", "--epochs", "1", "--batch-size", "50", "--augment", "--quiet"]
 CONFIGS = {
-    # conv 3x3x32 (9 taps: the direct fused kernel) + pool, conv 3x3x64 (288 taps: im2col + GEMM) + pool, dense
+    # conv 3x3x32 (9 taps: the direct fused kernel) + pool, conv 3x3x64 (Winograd) + pool, dense (own kernel)
     "reference": [],
     # convolutions without pooling (unfused Conv2D: im2col, GEMM, col2im), a 5x5 and a 3x3 kernel, padding
     "unfused": ["--conv", "6,12", "--kernel", "5,3", "--pool", "1", "--padding", "1", "--dense", "24"],
