@@ -31,7 +31,9 @@ cpdef int dense_product(const floating[:, :] A, const floating[:, ::1] B, floati
     cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
     cdef Py_ssize_t width = CYCNN_DENSE_LANES_FLOAT if floating is float else CYCNN_DENSE_LANES_DOUBLE
     cdef Py_ssize_t panel = CYCNN_DENSE_PANEL // sizeof(floating)
-    cdef Py_ssize_t ra = A.strides[0] // sizeof(floating), ka = A.strides[1] // sizeof(floating)
+    # Signed division: a reversed view has negative strides (sizeof alone is unsigned and would wrap them).
+    cdef Py_ssize_t item = sizeof(floating)
+    cdef Py_ssize_t ra = A.strides[0] // item, ka = A.strides[1] // item
     cdef Py_ssize_t row_blocks = (M + CYCNN_DENSE_ROWS - 1) // CYCNN_DENSE_ROWS, panels = (N + panel - 1) // panel
     cdef Py_ssize_t tile, r0, n0
     if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:

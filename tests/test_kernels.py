@@ -313,11 +313,15 @@ def test_affine_warp_rotation_matches_bilinear_loops(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", [(1, 1, 16), (5, 3, 16), (6, 7, 64), (13, 50, 80), (64, 200, 128),
                                      (7, 1, 48), (200, 64, 32)])
-@pytest.mark.parametrize("transposed", [False, True])
-def test_dense_product_matches_numpy(m, k, n, transposed, dtype):
-    """Row counts around the 6-row block, column counts of 1 to 5 vectors, A given as a transposed view."""
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "reversed"])
+def test_dense_product_matches_numpy(m, k, n, layout, dtype):
+    """Row counts around the 6-row block, column counts of 1 to 5 vectors, A given as a transposed view or with
+    negative strides (a reversed view)."""
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
-    a = rng.standard_normal((k, m)).astype(dtype).T if transposed else rng.standard_normal((m, k)).astype(dtype)
+    a = rng.standard_normal((k, m)).astype(dtype).T if layout == "transposed" else \
+        rng.standard_normal((m, k)).astype(dtype)
+    if layout == "reversed":
+        a = a[::-1, ::-1]
     b = rng.standard_normal((k, n)).astype(dtype)
     c = np.full((m, n), np.nan, dtype=dtype)
     _dense.dense_product(a, b, c)
