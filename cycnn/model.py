@@ -16,8 +16,9 @@ class Sequential:
     here, so a kernel larger than its input is reported with the layer's index before any data is touched.
 
     A Conv2D with a ReLU followed by a MaxPool2D runs as one fused step (``cycnn.fusion``). A forward pass with
-    ``keep_activations=True`` also runs every layer on its own, in eval mode, to record every layer's output; the
-    result and the gradients still come from the fused pass, so observing a step never changes the training.
+    ``keep_activations=True`` also runs every layer on its own, in eval mode, to record every layer's output (an
+    integer n instead records them for the first n images only, which costs n/N of the extra pass); the result and
+    the gradients still come from the fused pass, so observing a step never changes the training.
     After each pass, ``timings["forward"][i]`` / ``timings["backward"][i]`` hold layer i's time in seconds; a
     fused pair's time is counted on its first layer and the second shows 0 (``fused_into[i]`` names the first).
     """
@@ -95,14 +96,18 @@ class Sequential:
         return self.forward(x)
 
     def forward(self, x, keep_activations=False):
-        """Logits for a batch x of shape (N, C, H, W); ``keep_activations`` stores every layer's output."""
+        """Logits for a batch x of shape (N, C, H, W); ``keep_activations`` stores every layer's output (for the
+        whole batch, or for its first n images if it is an integer n)."""
         x = np.asarray(x)
         if x.ndim == 3 and self.input_shape[0] == 1:
             x = x[:, None]
         if x.shape[1:] != self.input_shape:
             raise ConfigError(f"the model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                               f"received {x.shape}")
-        self.activations = self._observe(x) if keep_activations else None
+        if keep_activations is True:
+            self.activations = self._observe(x)
+        else:
+            self.activations = self._observe(x[:int(keep_activations)]) if keep_activations else None
         forward_times = self.timings["forward"]
         for first, count, fused in self.steps:
             start = time.perf_counter()

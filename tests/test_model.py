@@ -44,6 +44,16 @@ def test_keep_activations_holds_every_layer_output():
     np.testing.assert_allclose(model.activations[-1], logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
 
 
+def test_keep_activations_of_the_first_images_only():
+    """What an observed training step does (cycnn.training.OBSERVED_IMAGES): the extra pass on part of the batch."""
+    model = architecture.build(architecture.reference(), seed=0)
+    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    logits = model.eval().forward(x, keep_activations=2)
+    assert [a.shape for a in model.activations] == [(2, *shape) for shape in model.output_shapes]
+    assert logits.shape == (5, 10)
+    np.testing.assert_allclose(model.activations[-1], logits[:2], rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+
+
 def test_recording_activations_does_not_change_a_training_step():
     """The recording pass runs in eval mode beside the real (fused) pass: same logits, same gradients."""
     x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
