@@ -5,6 +5,7 @@ checked copy (CI runs the kernel tests against it too); switching between the
 two rebuilds everything. OpenMP is used when the
 compiler accepts -fopenmp and skipped cleanly otherwise.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -53,6 +54,7 @@ extensions = [
         f"cycnn._{name}",
         [f"src_ext/{name}.pyx"],
         include_dirs=[np.get_include(), "src_ext"],
+        depends=sorted(glob.glob("src_ext/*.h")),  # the C kernels: a change to one rebuilds the modules
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -17,25 +17,8 @@
 #define DENSE_ROWS 6
 #define DENSE_VECS 4
 
-#define REAL float
-#define VEC cycnn_vec_float
-#define LANES 16
-#define NAME(x) x##_float
-#include "dense_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
-
-#define REAL double
-#define VEC cycnn_vec_double
-#define LANES 8
-#define NAME(x) x##_double
-#include "dense_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
+#define CYCNN_IMPL "dense_impl.h"
+#include "instantiate.h"
 
 #define CYCNN_DENSE_LANES_FLOAT 16
 #define CYCNN_DENSE_LANES_DOUBLE 8

@@ -1,4 +1,4 @@
-/* One precision of dense.h (see winograd_impl.h for how it is instantiated). */
+/* One precision of dense.h: compiled for float and for double by instantiate.h. */
 
 /* C[0:R, 0:NV*LANES] = A[0:R, 0:K] @ B[0:K, 0:NV*LANES] (row strides: A as in dense.h, B and C ldb, ldc). R and NV
    are constants at every call site, so the loops unroll and the accumulators live in registers. */

@@ -10,23 +10,6 @@
 #define DIRECT_ROWS 4 /* output pixels per block */
 #define DIRECT_MAX_VECS 4 /* vectors of output channels per block */
 
-#define REAL float
-#define VEC cycnn_vec_float
-#define LANES 16
-#define NAME(x) x##_float
-#include "direct_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
-
-#define REAL double
-#define VEC cycnn_vec_double
-#define LANES 8
-#define NAME(x) x##_double
-#include "direct_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
+#define CYCNN_IMPL "direct_impl.h"
+#include "instantiate.h"
 #endif

@@ -1,4 +1,4 @@
-/* One precision of the direct convolution in direct.h (see winograd_impl.h for how it is instantiated). */
+/* One precision of the direct convolution in direct.h: compiled for float and for double by instantiate.h. */
 
 /* conv[(p + r) * F + f0 ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
    vectors of channels from f0: acc[r][v] += x(pixel r, tap t) * wt[t][f0 + v * LANES ..] over the T taps, whose

@@ -6,31 +6,6 @@
 #define CYCNN_POOL_ROWS_H
 #include "simd.h"
 
-#define REAL float
-#define VEC cycnn_vec_float
-#define IVEC cycnn_ivec_float
-#define ITYPE int
-#define LANES 16
-#define NAME(x) x##_float
-#include "pool_rows_impl.h"
-#undef REAL
-#undef VEC
-#undef IVEC
-#undef ITYPE
-#undef LANES
-#undef NAME
-
-#define REAL double
-#define VEC cycnn_vec_double
-#define IVEC cycnn_ivec_double
-#define ITYPE long long
-#define LANES 8
-#define NAME(x) x##_double
-#include "pool_rows_impl.h"
-#undef REAL
-#undef VEC
-#undef IVEC
-#undef ITYPE
-#undef LANES
-#undef NAME
+#define CYCNN_IMPL "pool_rows_impl.h"
+#include "instantiate.h"
 #endif

@@ -1,4 +1,4 @@
-/* One precision of pool_rows.h (see winograd_impl.h for how it is instantiated). */
+/* One precision of pool_rows.h: compiled for float and for double by instantiate.h. */
 
 /* y / argmax (F x PH x PW, one image) from rows (OH*OW x F): y = relu(max over the window + bias). The results
    are first stored channels-last, whole vectors at a time, into `pooled` / `where` (PH*PW x F scratch), then

@@ -1,8 +1,8 @@
 /* 64-byte vectors (one AVX-512 register; the compiler splits them into two AVX2 or four SSE registers on other
    CPUs) through GCC/Clang vector extensions, and unaligned loads and stores of them. The kernels written in C
-   (dense.h, winograd.h, direct.h, pool_rows.h, winners.h) are instantiated once per precision: each includes its
-   *_impl.h twice, after defining REAL (float or double), VEC (the vector type), LANES (REALs per vector) and
-   NAME(x) (which appends _float or _double to x). Their register blocks are tuned for AVX-512's 32 registers. */
+   (dense.h, winograd.h, direct.h, pool_rows.h, winners.h) are compiled once per precision: each names its
+   *_impl.h in CYCNN_IMPL and includes instantiate.h, which defines REAL, VEC, LANES, NAME(x)... for float, then
+   for double. Their register blocks are tuned for AVX-512's 32 registers. */
 #ifndef CYCNN_SIMD_H
 #define CYCNN_SIMD_H
 #include <stddef.h>

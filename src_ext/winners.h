@@ -27,23 +27,6 @@ static inline void cycnn_winner_position(ptrdiff_t p, ptrdiff_t top, ptrdiff_t p
     *col = rest - down * OW;
 }
 
-#define REAL float
-#define VEC cycnn_vec_float
-#define LANES 16
-#define NAME(x) x##_float
-#include "winners_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
-
-#define REAL double
-#define VEC cycnn_vec_double
-#define LANES 8
-#define NAME(x) x##_double
-#include "winners_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
+#define CYCNN_IMPL "winners_impl.h"
+#include "instantiate.h"
 #endif

@@ -1,4 +1,4 @@
-/* One precision of winners.h (see winograd_impl.h for how it is instantiated). */
+/* One precision of winners.h: compiled for float and for double by instantiate.h. */
 
 /* dst[0 : NV*LANES] += sum_k scale[k] * src[k][0 : NV*LANES], the sum in registers (src[k] = base + offset[k]).
    NV is a constant at every call site. */

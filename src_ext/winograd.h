@@ -17,25 +17,8 @@
 #define CYCNN_WINOGRAD_H
 #include "dense.h"
 
-#define REAL float
-#define VEC cycnn_vec_float
-#define LANES 16
-#define NAME(x) x##_float
-#include "winograd_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
-
-#define REAL double
-#define VEC cycnn_vec_double
-#define LANES 8
-#define NAME(x) x##_double
-#include "winograd_impl.h"
-#undef REAL
-#undef VEC
-#undef LANES
-#undef NAME
+#define CYCNN_IMPL "winograd_impl.h"
+#include "instantiate.h"
 
 /* Channels must come in whole vectors for the kernel: a multiple of 16 (float) or 8 (double). */
 #define CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT 16

@@ -1,6 +1,5 @@
-/* One precision of the Winograd kernels in winograd.h, which includes this file once per type after defining
-   REAL (float or double), VEC (a 64-byte GCC vector of REAL), LANES (REALs per VEC) and NAME(x) (suffixes the
-   function names). Read winograd.h first: it explains the algorithm. */
+/* One precision of the Winograd kernels in winograd.h: compiled for float and for double by instantiate.h. Read
+   winograd.h first: it explains the algorithm. */
 
 /* V[xi][j][c] = (B^T d B)[xi] for the 4x4 input tile d of tile (i, j) and channel c, over one row of tiles. */
 static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
