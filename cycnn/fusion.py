@@ -14,12 +14,13 @@ from cycnn import _conv, _fused, gemm
 from cycnn.layers import Conv2D, MaxPool2D
 
 # Up to this many taps per output pixel, a direct convolution beats im2col + GEMM (which is tiny and memory-bound).
-DIRECT_MAX_TAPS = 32
+DIRECT_MAX_TAPS = _fused.DIRECT_MAX_TAPS
 # The direct weight gradient is summed in this many fixed batch chunks, then the chunks in order: the same
 # floating-point result on any number of threads.
 GRADIENT_CHUNKS = 16
 # Winograd's kernel works on whole vectors of output channels: 16 floats or 8 doubles.
-WINOGRAD_CHANNEL_MULTIPLE = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+WINOGRAD_CHANNEL_MULTIPLE = {np.dtype(np.float32): _fused.WINOGRAD_LANES_FLOAT,
+                             np.dtype(np.float64): _fused.WINOGRAD_LANES_DOUBLE}
 
 
 class ConvReluPool:
@@ -100,22 +101,18 @@ class ConvReluPool:
         x_nhwc = x_nhwc.reshape(n, h, w, c)
         dw_hwc = np.empty(W.transpose(0, 2, 3, 1).shape, dtype=conv.dtype)
         db = np.empty_like(conv.params["b"])
-        _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x),
-                                   self.pool.pool_size[0], self.pool.stride[0], dw_hwc, db)
+        _fused.winners_weight_grad(x_nhwc, dy, y, argmax, conv.stride, conv.padding,
+                                   conv.output_shape(x.shape[1:])[2], self.pool.pool_size[0], self.pool.stride[0], dw_hwc, db)
         conv.grads["W"] = np.ascontiguousarray(dw_hwc.transpose(0, 3, 1, 2))
         conv.grads["b"] = db
         return self._input_grad(x, dy, y, argmax) if input_grad else None
-
-    def _out_width(self, x):
-        conv = self.conv
-        return (x.shape[3] + 2 * conv.padding - conv.kernel_size[1]) // conv.stride + 1
 
     def _input_grad(self, x, dy, y, argmax):
         conv = self.conv
         dx = np.empty_like(x)
         kernel_hwc = np.ascontiguousarray(conv.params["W"].transpose(0, 2, 3, 1))
-        _fused.winners_input_grad(kernel_hwc, dy, y, argmax, conv.stride, conv.padding, self._out_width(x),
-                                  *self.pool.pool_size, *self.pool.stride, dx)
+        _fused.winners_input_grad(kernel_hwc, dy, y, argmax, conv.stride, conv.padding,
+                                  conv.output_shape(x.shape[1:])[2], *self.pool.pool_size, *self.pool.stride, dx)
         return dx
 
 

@@ -96,6 +96,12 @@ cdef extern from "winners.h":
                                          Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t* members,
                                          double* scale, Py_ssize_t* counts, double* patch, double* dx) nogil
 
+# For cycnn/fusion.py, which picks the path: the limits the C headers set.
+DIRECT_MAX_TAPS = CYCNN_DIRECT_MAX_TAPS
+WINOGRAD_LANES_FLOAT = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT
+WINOGRAD_LANES_DOUBLE = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
+
+
 cdef int require(bint ok, const char* what) except -1 with gil:
     """Raise ValueError(what) unless ok: the kernels run without bounds checks, so their callers' shapes are
     checked once here instead (a wrong shape would read or write outside the arrays)."""
@@ -228,7 +234,7 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
     cdef floating* V
     cdef floating* M
     with parallel(use_threads_if=N > 1 and N * PH * PW * 16 * C * F > CYCNN_PARALLEL_MIN_WORK):
-        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating)) if pad > 0 else NULL
         V = <floating*>malloc(16 * PW * C * sizeof(floating))
         M = <floating*>malloc(16 * PW * F * sizeof(floating))
         for n in prange(N, schedule="static"):
