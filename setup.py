@@ -16,7 +16,10 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "pool", "fused", "dense", "activation", "augment", "optim", "parallel"]
+# Each kernel module is built into the subpackage that calls it: the layers' kernels into cycnn.nn, the image
+# warp into cycnn.data.
+KERNELS = {"conv": "nn", "pool": "nn", "fused": "nn", "dense": "nn", "activation": "nn", "optim": "nn",
+           "parallel": "nn", "augment": "data"}
 
 
 def compiler_accepts(flags, source="int main(void){return 0;}\n"):
@@ -51,7 +54,7 @@ if openmp:
 
 extensions = [
     Extension(
-        f"cycnn._{name}",
+        f"cycnn.{package}._{name}",
         [f"src_ext/{name}.pyx"],
         include_dirs=[np.get_include(), "src_ext"],
         depends=sorted(glob.glob("src_ext/*.h")),  # the C kernels: a change to one rebuilds the modules
@@ -59,7 +62,7 @@ extensions = [
         extra_link_args=link_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for name in KERNELS
+    for name, package in KERNELS.items()
 ]
 
 directives = {
@@ -90,6 +93,5 @@ def mode_switched(mode, record=os.path.join("build", "cycnn-kernel-mode")):
 
 
 rebuild = mode_switched("checked" if checked else "release")
-setup(ext_modules=cythonize(extensions, compiler_directives=directives, force=rebuild,
-                            compile_time_env={"CYCNN_CHECKED": checked}),
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, force=rebuild),
       options={"build_ext": {"force": True}} if rebuild else {})

@@ -13,8 +13,9 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "30000")
     os.environ.setdefault("KMP_BLOCKTIME", "1")
 
-__version__ = "0.1.0"
+from cycnn.io.model_file import load_model, save_model  # noqa: E402
+from cycnn.nn.sequential import Sequential  # noqa: E402
+from cycnn.train.fit import History, evaluate, fit, predict  # noqa: E402
+from cycnn.version import __version__  # noqa: E402
 
-from cycnn.model import Sequential  # noqa: E402
-
-__all__ = ["Sequential", "__version__"]
+__all__ = ["History", "Sequential", "__version__", "evaluate", "fit", "load_model", "predict", "save_model"]

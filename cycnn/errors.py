@@ -32,3 +32,7 @@ class OutputError(CycnnError):
 
 class TrainingDiverged(CycnnError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(CycnnError):
+    """Ctrl-C or SIGTERM stopped a run after writing a checkpoint; the message says how to resume."""

@@ -24,13 +24,15 @@ import threading
 import time
 import urllib.request
 
-from cycnn import architecture
-from cycnn.datasets import load_idx_dataset
-from cycnn.live import LiveServer, LiveView
-from cycnn.optimizers import make_optimizer
-from cycnn.runlog import DEFAULT_EVERY, RunLog
-from cycnn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
-from cycnn.training import Callback, TrainConfig, Trainer
+from cycnn.io import architecture
+from cycnn.data.idx import load_idx_dataset
+from cycnn.viz.live import LiveServer, LiveView
+from cycnn.nn.optim import make_optimizer
+from cycnn.train.log import DEFAULT_EVERY, RunLog
+from cycnn.nn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
+from cycnn.train.callbacks import Callback
+from cycnn.train.settings import RunSettings
+from cycnn.train.trainer import Trainer
 
 
 class EveryOtherBlock(Callback):
@@ -55,7 +57,7 @@ class EveryOtherBlock(Callback):
             self.added += time.perf_counter() - start
 
     def on_step_end(self, trainer, info):
-        self.steps.append((info["seconds"], trainer.keep_activations))
+        self.steps.append((info["seconds"], trainer.step_observed))
         if self.on:
             start = time.perf_counter()
             self.watcher.on_step_end(trainer, info)
@@ -120,7 +122,7 @@ def main():
             close = open_page(server.url, browser, directory)
         timer = EveryOtherBlock(watcher, args.block)
         model = architecture.build(architecture.reference(), seed=0)
-        Trainer(model, make_optimizer("adam", 0.001), TrainConfig(epochs=args.epochs, batch_size=64),
+        Trainer(model, make_optimizer("adam", 0.001), RunSettings(epochs=args.epochs, batch_size=64),
                 [timer]).fit(x, y)
         if close:
             close()

@@ -121,14 +121,14 @@ def import_torch():
 def set_threads(n, torch=None):
     """n threads for cycnn's kernels and BLAS (threadpoolctl applies its limit at once) and, when given, for
     PyTorch."""
-    from cycnn import runtime
+    from cycnn.nn import runtime
     runtime.set_threads(n)
     if torch is not None:
         torch.set_num_threads(n)
 
 
 def torch_twin(torch):
-    """The reference network in PyTorch: the same layers as cycnn.architecture.reference()."""
+    """The reference network in PyTorch: the same layers as cycnn.io.architecture.reference()."""
     nn = torch.nn
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
@@ -156,7 +156,7 @@ def copy_weights(torch, cycnn_model, net):
 
 def new_reference_model():
     """cycnn's reference network, seeded as the issue asks."""
-    from cycnn.architecture import build, reference
+    from cycnn.io.architecture import build, reference
     return build(reference(), seed=0)
 
 
@@ -204,15 +204,19 @@ def matmul_gflops(m, k, n, repeats):
 # --- training -------------------------------------------------------------------------------------------------
 class CycnnTraining:
     """cycnn's training loop on given index batches, as Trainer.fit runs it (gather, to_input, train_step), with
-    each step's time split into layers (model.timings), loss, optimizer, data conversion and the rest."""
+    each step's time split into layers (a LayerTimer on the model's hooks), loss, optimizer, data conversion and
+    the rest."""
 
     def __init__(self, x, y, batch_size):
-        from cycnn.datasets import to_input
-        from cycnn.optimizers import Adam
-        from cycnn.training import Trainer, TrainConfig
+        from cycnn.data.datasets import to_input
+        from cycnn.nn.hooks import LayerTimer
+        from cycnn.nn.optim import Adam
+        from cycnn.train.settings import RunSettings
+        from cycnn.train.trainer import Trainer
         self.x, self.y, self.to_input = x, y, to_input
         self.model = new_reference_model()
-        self.trainer = Trainer(self.model, Adam(lr=1e-3), TrainConfig(batch_size=batch_size, lr=1e-3))
+        self.timer = LayerTimer().attach(self.model)
+        self.trainer = Trainer(self.model, Adam(lr=1e-3), RunSettings(batch_size=batch_size, lr=1e-3))
         self.step_index = 0
         self.recording = False
         n = len(self.model.layers)
@@ -237,7 +241,7 @@ class CycnnTraining:
     def run(self, batches, record=True):
         """Train on ``batches`` (index arrays); returns the wall time in seconds."""
         self.recording = record
-        totals, timings = self.totals, self.model.timings
+        totals, timer = self.totals, self.timer
         start = time.perf_counter()
         for idx in batches:
             t0 = time.perf_counter()
@@ -250,7 +254,7 @@ class CycnnTraining:
                 totals["data"] += t1 - t0
                 totals["step"] += t2 - t0
                 totals["steps"] += 1
-                for i, (f, b) in enumerate(zip(timings["forward"], timings["backward"])):
+                for i, (f, b) in enumerate(zip(timer.forward, timer.backward)):
                     totals["forward"][i] += f
                     totals["backward"][i] += b
         return time.perf_counter() - start
@@ -261,14 +265,14 @@ class CycnnTraining:
         t = self.totals
         steps = max(t["steps"], 1)
         ms = 1000.0 / steps
-        fused_into = getattr(self.model, "fused_into", {})  # {second layer: first layer} of fused pairs
+        fused_into = self.model.fused_into  # {second layer: first layer} of fused pairs
         fused_firsts = {first: second for second, first in fused_into.items()}
         rows = []
-        for i, layer in enumerate(self.model.layers):
+        for i in range(len(self.model.layers)):
             if i in fused_into:
-                rows.append({"part": f"{layer_label(i, layer)} (fused: counted in {fused_into[i]})"})
+                rows.append({"part": f"{layer_label(self.model, i)} (fused: counted in {fused_into[i]})"})
                 continue
-            label = layer_label(i, layer) + (f" + {fused_firsts[i]} (fused)" if i in fused_firsts else "")
+            label = layer_label(self.model, i) + (f" + {fused_firsts[i]} (fused)" if i in fused_firsts else "")
             rows.append({"part": label, "forward_ms": t["forward"][i] * ms, "backward_ms": t["backward"][i] * ms})
         layers_s = sum(t["forward"]) + sum(t["backward"])
         other_s = t["step"] - layers_s - t["loss"] - t["optimizer"] - t["data"]
@@ -282,20 +286,9 @@ class CycnnTraining:
         return {"steps": t["steps"], "rows": rows, "step_ms": t["step"] * ms}
 
 
-def layer_label(i, layer):
-    """e.g. "2: Conv2D 32->64 3x3 +ReLU"."""
-    name = type(layer).__name__
-    if name == "Conv2D":
-        name += f" {layer.in_channels}->{layer.out_channels} {layer.kernel_size[0]}x{layer.kernel_size[1]}"
-    elif name == "Dense":
-        name += f" {layer.in_features}->{layer.out_features}"
-    elif name == "MaxPool2D":
-        name += f" {layer.pool_size[0]}x{layer.pool_size[1]}"
-    elif name == "Dropout":
-        name += f" p={layer.p:g}"
-    if getattr(layer, "activation", None) == "relu":
-        name += " +ReLU"
-    return f"{i}: {name}"
+def layer_label(model, i):
+    """The layer's name and output shape, e.g. "2: Conv2D (relu) -> 64x11x11"."""
+    return f"{model.layer_names()[i]} -> {'x'.join(map(str, model.output_shapes[i]))}"
 
 
 class TorchTraining:
@@ -303,7 +296,7 @@ class TorchTraining:
     value and accuracy count that cycnn's train_step also returns."""
 
     def __init__(self, torch, x, y, batch_size):
-        from cycnn.datasets import to_input
+        from cycnn.data.datasets import to_input
         self.torch, self.x, self.y, self.to_input = torch, x, y, to_input
         self.net = torch_twin(torch)
         copy_weights(torch, new_reference_model(), self.net)
@@ -382,7 +375,7 @@ def twin_check(torch, model, net, x):
 
 def measure_inference(data, torch, settings, threads):
     """Alternating rounds of batch-1000 inference (eval mode, softmax probabilities); images/s."""
-    from cycnn.datasets import to_input
+    from cycnn.data.datasets import to_input
     x_test = data[2]
     batches = [to_input(x_test[i:i + INFER_BATCH]) for i in range(0, len(x_test) - INFER_BATCH + 1, INFER_BATCH)]
     model, net = inference_models(torch)
@@ -419,7 +412,7 @@ def measure_inference(data, torch, settings, threads):
 def measure_latency(data, torch, settings, threads):
     """Alternating rounds of single-image predictions (one 1x1x28x28 image, probabilities out); the median of
     each round's calls, in microseconds."""
-    from cycnn.datasets import to_input
+    from cycnn.data.datasets import to_input
     image = to_input(data[2][:1])
     model, net = inference_models(torch)
     calls = settings.latency_calls
@@ -456,9 +449,10 @@ def rss_child(framework, batch_size, threads, steps):
     if framework == "torch":
         torch = import_torch()  # before cycnn, so that PyTorch's OpenMP starts with the untouched environment
         torch.set_num_threads(threads)
-    from cycnn.datasets import load_idx_dataset, to_input
+    from cycnn.data.idx import load_idx_dataset
+    from cycnn.data.datasets import to_input
     if framework == "cycnn":
-        from cycnn import runtime
+        from cycnn.nn import runtime
         runtime.keep_large_allocations_in_heap()
         runtime.set_threads(threads)
     x, y, x_test, y_test = load_idx_dataset()
@@ -470,7 +464,7 @@ def rss_child(framework, batch_size, threads, steps):
     seconds = run.run(batches[warm:])
     peak_train = peak_rss_bytes()
     if framework == "cycnn":
-        from cycnn.training import evaluate
+        from cycnn.train.evaluation import evaluate
         evaluate(run.model, x_test, y_test, batch_size=INFER_BATCH)
     else:
         run.net.eval()
@@ -562,7 +556,7 @@ def machine_info(torch):
     """What the figures depend on: CPU, cores, BLAS and OpenMP libraries, versions, environment, load."""
     from threadpoolctl import threadpool_info
     import cycnn
-    from cycnn import _parallel
+    from cycnn.nn import _parallel
     cpu, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -645,7 +639,7 @@ def print_machine(info, settings, torch_missing):
     print(f"OpenMP wait in this process: {wait} (cycnn's import sets GOMP_SPINCOUNT unless OMP_WAIT_POLICY is "
           "given; PyTorch shares the one OpenMP runtime, so it applies to both; the RSS children get the "
           "environment above)")
-    print("this process calls cycnn.runtime.keep_large_allocations_in_heap() (glibc mallopt, as `cycnn train` "
+    print("this process calls cycnn.nn.runtime.keep_large_allocations_in_heap() (glibc mallopt, as `cycnn train` "
           "does); it is process-wide, so PyTorch's in-process figures benefit from it too")
     print(f"settings: {settings.rounds} rounds x {settings.steps} training steps per framework (after "
           f"{settings.warmup} warm-up steps), {settings.infer_batches} batch(es) of {INFER_BATCH} and "
@@ -856,8 +850,8 @@ def main(argv=None):
     settings = Settings(args.quick, args.rounds, args.steps)
     # cycnn first: its import sets GOMP_SPINCOUNT (unless the wait is given) before the OpenMP runtime loads, and
     # PyTorch, imported next, shares that runtime (one libgomp.so.1 per process), so one setting holds for both.
-    from cycnn import runtime
-    from cycnn.datasets import load_idx_dataset
+    from cycnn.nn import runtime
+    from cycnn.data.idx import load_idx_dataset
     torch = import_torch()
     runtime.keep_large_allocations_in_heap()
     info = machine_info(torch)

@@ -21,7 +21,7 @@ if settings is not None:
 @pytest.fixture(scope="session")
 def mnist():
     """The bundled MNIST (x_train, y_train, x_test, y_test), loaded and checksum-verified once per session."""
-    from cycnn.datasets import load_idx_dataset
+    from cycnn.data.idx import load_idx_dataset
     return load_idx_dataset()
 
 

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from cycnn import architecture
+from cycnn.io import architecture
 from cycnn.errors import ArchitectureError, ConfigError
-from cycnn.serialization import load_model
+from cycnn.io.model_file import load_model, save_model
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -69,7 +69,7 @@ out_features = 10
 @pytest.fixture(scope="module")
 def small_mnist(tmp_path_factory):
     """A directory with the first 200 MNIST training and test images as raw IDX files: quick to train and test."""
-    from cycnn.datasets import MNIST_FILES, load_idx_dataset
+    from cycnn.data.idx import MNIST_FILES, load_idx_dataset
     directory = tmp_path_factory.mktemp("small-mnist")
     arrays = dict(zip(MNIST_FILES, load_idx_dataset()))
     for key, stem in MNIST_FILES.items():
@@ -121,7 +121,7 @@ def test_summary_of_a_toml_architecture(toml_file, capsys):
 
 def test_summary_of_json_architecture_and_model_files_agree(tmp_path, capsys):
     (tmp_path / "ref.json").write_text(json.dumps(architecture.reference()))
-    architecture.build(architecture.reference(), seed=0).save(tmp_path / "ref.npz")
+    save_model(architecture.build(architecture.reference(), seed=0), tmp_path / "ref.npz")
     _, from_json, _ = run_cli(["summary", tmp_path / "ref.json"], capsys)
     _, from_model, _ = run_cli(["summary", tmp_path / "ref.npz"], capsys)
     assert from_json == from_model and "Total parameters: 225,034" in from_json

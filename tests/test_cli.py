@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cycnn.cli import app, main
-from cycnn.model import Sequential
+from cycnn.io.model_file import load_model
 
 # 540 training images, 17 steps: a few seconds. With lr 0.003 the test accuracy measured 49-64% over seeds 0-3.
 TRAIN_ARGS = ["train", "--epochs", "1", "--limit-train", "600", "--val-split", "0.1", "--batch-size", "32",
@@ -42,7 +42,7 @@ def test_train_with_conv_widths_alone_uses_the_default_kernel_size(tmp_path):
     result = CliRunner().invoke(app, ["train", "--epochs", "1", "--limit-train", "200", "--val-split", "0",
                                       "--conv", "8", "--dense", "32", "--quiet", "--out", str(out)])
     assert result.exit_code == 0, f"{result.exception!r}\n{result.output}"
-    conv = Sequential.load(out).layers[0]
+    conv = load_model(out).layers[0]
     assert conv.out_channels == 8 and conv.kernel_size == (3, 3)
 
 
@@ -92,7 +92,7 @@ def test_summary_of_a_model_file_and_of_an_architecture_file(trained):
     for shape in ("26x26x8", "13x13x8", "1352", "32", "10"):
         assert shape in result.stdout
     assert "Total parameters: 43,706" in result.stdout  # 80 + (1352*32 + 32) + (32*10 + 10)
-    reference = resources.files("cycnn").joinpath("architectures", "reference.json")
+    reference = resources.files("cycnn.io").joinpath("architectures", "reference.json")
     result = CliRunner().invoke(app, ["summary", str(reference)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == "Total parameters: 225,034"

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cycnn.datasets import read_idx, to_input
+from cycnn.data.idx import read_idx
+from cycnn.data.datasets import to_input
 from cycnn.errors import DataError, ImageError
-from cycnn.images import load_image, mnist_style, prepare_digit
+from cycnn.data.images import load_image, mnist_style, prepare_digit
 
 IDX_TYPES = [(0x08, ">u1"), (0x09, ">i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")]
 

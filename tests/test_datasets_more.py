@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cycnn import datasets, image_folder
+from cycnn.data import datasets
+from cycnn.data import image_folder
 from cycnn.errors import DataError, ImageError
-from cycnn.serialization import load_model
+from cycnn.io.model_file import load_model, save_model
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -65,7 +66,7 @@ def test_image_folder_holds_out_a_fixed_fifth_of_each_class(shapes_dir):
 
 
 def test_image_folder_preprocesses_like_predict(shapes_dir):
-    from cycnn.images import prepare_digit
+    from cycnn.data.images import prepare_digit
     x_train, _, x_test, _, _ = image_folder.load_image_folder(shapes_dir)
     first = np.rint(prepare_digit(shapes_dir / "circle" / "circle_000.png") * 255).astype(np.uint8)
     assert any(np.array_equal(first, img) for img in np.concatenate([x_train, x_test]))
@@ -162,10 +163,10 @@ def test_a_model_is_not_evaluated_on_a_dataset_with_other_classes(shapes_dir, tm
         os.makedirs(renamed / new)
         for path in sorted((shapes_dir / kind).iterdir())[:4]:
             os.link(path, renamed / new / path.name)
-    from cycnn import architecture
+    from cycnn.io import architecture
     model = architecture.build({**architecture.fit_to_data(architecture.reference(), (1, 28, 28), 3),
                                 "class_names": list(SHAPES)}, seed=0)
-    model.save(tmp_path / "m.npz")
+    save_model(model, tmp_path / "m.npz")
     code, _, err = run_cli(["evaluate", tmp_path / "m.npz", "--data-dir", renamed], capsys)
     assert code == 2 and "are not the dataset's (a, b, c)" in err and err.count("\n") == 1
 

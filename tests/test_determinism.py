@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from cycnn.cli import main
-from cycnn.runtime import default_threads, set_threads
-from cycnn.serialization import load_model
+from cycnn.nn.runtime import default_threads, set_threads
+from cycnn.io.model_file import load_model
 
 # 5 steps of 50 images with augmentation and dropout: every random stream and every kernel is used, and the
 # products are large enough to be split among threads. (A small test set keeps the final evaluation short.)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cycnn import fusion
-from cycnn.layers import Conv2D, MaxPool2D
+from cycnn.nn import fused as fusion
+from cycnn.nn.layers import Conv2D, MaxPool2D
 
 CASES = [
     # in_channels, out_channels, kernel, stride, padding, size, pool, pool_stride
@@ -37,9 +37,10 @@ def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, inp
     x = rng.standard_normal((3, c, size, size)).astype(dtype)
     conv, pool_layer = _pair(c, f, k, s, p, dtype), MaxPool2D(pool, pool_stride, dtype=dtype)
     fused = fusion.ConvReluPool(conv, pool_layer)
-    assert fused.direct == (c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS)
+    direct = c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS
+    assert (fused.path == "direct") == direct
     lanes = fusion.WINOGRAD_CHANNEL_MULTIPLE[np.dtype(dtype)]
-    assert fused.winograd == (not fused.direct and k == 3 and s == 1 and pool == 2 and f % lanes == 0)
+    assert (fused.path == "winograd") == (not direct and k == 3 and s == 1 and pool == 2 and f % lanes == 0)
 
     expected = pool_layer(conv(x))
     dy = rng.standard_normal(expected.shape).astype(dtype)
@@ -69,7 +70,7 @@ def test_plan_fuses_only_relu_conv_followed_by_pool():
 @pytest.mark.parametrize("c, size, kh, kw, stride, pad", [
     (3, 7, 3, 3, 1, 0), (2, 8, 3, 2, 2, 1), (1, 5, 5, 5, 1, 2), (4, 6, 1, 1, 1, 0), (2, 9, 3, 3, 2, 0)])
 def test_im2col_t_is_the_transpose_of_im2col(dtype, c, size, kh, kw, stride, pad):
-    from cycnn import _conv
+    from cycnn.nn import _conv
     x = np.random.default_rng(3).standard_normal((2, c, size, size)).astype(dtype)
     oh = (size + 2 * pad - kh) // stride + 1
     ow = (size + 2 * pad - kw) // stride + 1
@@ -82,15 +83,15 @@ def test_im2col_t_is_the_transpose_of_im2col(dtype, c, size, kh, kw, stride, pad
 
 def test_winograd_choice_follows_a_change_of_dtype():
     """8 channels fill a float64 vector but not a float32 one: after astype, the fused step must notice."""
-    from cycnn.layers import Dense, Flatten
-    from cycnn.model import Sequential
+    from cycnn.nn.layers import Dense, Flatten
+    from cycnn.nn.sequential import Sequential
     f64 = np.float64
     model = Sequential([Conv2D(4, 8, 3, activation="relu", seed=0, dtype=f64), MaxPool2D(2, dtype=f64),
                         Flatten(dtype=f64), Dense(8 * 3 * 3, 2, seed=1, dtype=f64)], input_shape=(4, 9, 9))
     fused = model.steps[0][2]
-    assert fused.winograd
+    assert fused.path == "winograd"
     model.astype(np.float32)
-    assert not fused.winograd
+    assert fused.path == "im2col"
     x = np.random.default_rng(0).standard_normal((2, 4, 9, 9)).astype(np.float32)
     expected = x
     for layer in model.layers:
@@ -107,7 +108,7 @@ def test_fused_backward_rejects_a_gradient_of_the_wrong_shape():
 
 def test_kernels_refuse_arguments_that_do_not_fit_together():
     """The kernels run without bounds checks: mismatched shapes are refused before any memory is touched."""
-    from cycnn import _fused
+    from cycnn.nn import _fused
     x = np.ones((2, 1, 8, 8), np.float32)
     y, argmax = np.empty((2, 4, 3, 3), np.float32), np.empty((2, 4, 3, 3), np.int32)
     with pytest.raises(ValueError, match="taps"):  # 9 taps claimed by KH x KW, 6 rows of weights given

@@ -17,14 +17,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from cycnn import architecture
-from cycnn.checkpoint import load_checkpoint, save_checkpoint
-from cycnn.datasets import parse_idx, read_idx
+from cycnn.io import architecture
+from cycnn.train.checkpoint import load_checkpoint, save_checkpoint
+from cycnn.data.idx import parse_idx, read_idx
 from cycnn.errors import CycnnError, DataError
-from cycnn.images import load_image, mnist_style
-from cycnn.optimizers import make_optimizer
-from cycnn.serialization import load_model
-from cycnn.training import TrainConfig, TrainState
+from cycnn.data.images import load_image, mnist_style
+from cycnn.nn.optim import make_optimizer
+from cycnn.io.model_file import load_model, save_model
+from cycnn.train.settings import RunSettings
+from cycnn.train.state import TrainState
 
 # 150 examples per test by default (about ten seconds for the file); HYPOTHESIS_PROFILE=thorough runs more.
 FUZZ = settings(max_examples=max(150, settings.default.max_examples), deadline=None,
@@ -126,7 +127,7 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def model_file(scratch):
     path = scratch / "valid.npz"
-    tiny_model().save(path)
+    save_model(tiny_model(), path)
     return path.read_bytes()
 
 
@@ -135,7 +136,7 @@ def checkpoint_file(scratch):
     path = scratch / "valid.ckpt.npz"
     model = tiny_model()
     save_checkpoint(path, model, make_optimizer("adam"), TrainState(epoch=1, step=2, global_step=7),
-                    TrainConfig(epochs=2), {"out": "m.npz", "limit_train": 10, "val_split": 0.1})
+                    RunSettings(epochs=2, out="m.npz", limit_train=10, val_split=0.1))
     return path.read_bytes()
 
 
@@ -225,11 +226,11 @@ def test_load_checkpoint_on_rewritten_training_state(scratch, checkpoint_file, d
     target = scratch / "rewritten.ckpt.npz"
     target.write_bytes(rewrite_header(checkpoint_file, lambda h: replace_at(h, path, value)))
     try:
-        model, optimizer, state, config, run = load_checkpoint(target)
+        model, optimizer, state, settings = load_checkpoint(target)
     except CycnnError:
         return
-    assert state.epoch <= config.epochs and state.step >= 0 and optimizer.t >= 0
-    assert isinstance(run.get("out"), str)
+    assert state.epoch <= settings.epochs and state.step >= 0 and optimizer.t >= 0
+    assert isinstance(settings.out, str) and settings.out
 
 
 # --- images -----------------------------------------------------------------------------------------------------

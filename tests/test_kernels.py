@@ -4,7 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cycnn import _activation, _augment, _conv, _dense, _pool
+from cycnn.nn import _activation, _conv, _dense, _pool
+from cycnn.data import _augment
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}

@@ -9,13 +9,14 @@ import os
 import numpy as np
 import pytest
 
-from cycnn import _activation, gemm
-from cycnn.augment import random_affine
-from cycnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from cycnn.losses import SoftmaxCrossEntropy
-from cycnn.model import Sequential
-from cycnn.optimizers import make_optimizer
-from cycnn.runtime import default_threads, set_threads
+from cycnn.nn import gemm
+from cycnn.nn import _activation
+from cycnn.data.augment import random_affine
+from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from cycnn.nn.losses import SoftmaxCrossEntropy
+from cycnn.nn.sequential import Sequential
+from cycnn.nn.optim import make_optimizer
+from cycnn.nn.runtime import default_threads, set_threads
 
 # Compared with one thread; 3 is more threads than the CI machine's cores and splits work into odd pieces.
 MORE_THREADS = (2, 3)
@@ -90,7 +91,7 @@ PRODUCTS = [(24, 2412, 45), (2412, 45, 24), (5360, 30, 16), (67, 240, 13), (64, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", PRODUCTS, ids=["x".join(map(str, p)) for p in PRODUCTS])
 def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, threads):
-    """cycnn.gemm cuts a product into blocks of rows (or columns) by its shape alone and shares the blocks among
+    """cycnn.nn.gemm cuts a product into blocks of rows (or columns) by its shape alone and shares the blocks among
     threads, so any thread count computes the same blocks, bit for bit; and the blocks make up the product."""
     rng = np.random.default_rng(3)
     a = rng.standard_normal((k, m)).astype(dtype).T  # a transposed view, as in the weight gradients
@@ -106,7 +107,7 @@ def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, 
 @pytest.mark.parametrize("threads", MORE_THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
-    """cycnn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products."""
+    """cycnn.nn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products."""
     rng = np.random.default_rng(5)
     x, dz = rng.standard_normal((67, 400)).astype(dtype), rng.standard_normal((67, 48)).astype(dtype)
     w = rng.standard_normal((400, 48)).astype(dtype)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from cycnn.errors import ArchitectureError, ConfigError
-from cycnn.layers import LAYER_TYPES, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from cycnn.losses import SoftmaxCrossEntropy
-from cycnn.model import Sequential
+from cycnn.nn.layers import LAYER_TYPES, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from cycnn.nn.losses import SoftmaxCrossEntropy
+from cycnn.nn.sequential import Sequential
 
 EPS = 1e-6
 MAX_REL_ERROR = 1e-6
@@ -354,7 +354,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 def tiny_network(seed, in_channels, kernel):
     """conv(relu) -> pool -> flatten -> dense(relu) -> dropout -> dense, float32 converted to float64.
 
-    Sequential runs the conv+pool pair fused (cycnn.fusion): with few taps per output pixel (2 channels x 3x2)
+    Sequential runs the conv+pool pair fused (cycnn.nn.fused): with few taps per output pixel (2 channels x 3x2)
     as a direct convolution, with more (4 channels x 3x3) through im2col; both are checked here.
     """
     layers = [Conv2D(in_channels, 3, kernel, stride=1, padding=1, activation="relu", seed=seed),

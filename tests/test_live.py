@@ -13,13 +13,16 @@ import urllib.request
 import numpy as np
 import pytest
 
-from cycnn import architecture, live
+from cycnn.io import architecture
+from cycnn.viz import live
 from cycnn.errors import CycnnError
-from cycnn.optimizers import make_optimizer
-from cycnn.training import TrainConfig, Trainer
+from cycnn.nn.optim import make_optimizer
+from cycnn.train.settings import RunSettings
+from cycnn.nn.hooks import ActivationRecorder, LayerTimer
+from cycnn.train.trainer import Trainer
 
 SMALL = architecture.stack([4, 6], [3, 3], 2, [16], [0.2], input_shape=(1, 28, 28), num_classes=10)
-TRAIN_LIVE = ["-m", "cycnn.cli", "train", "--live", "--port", "0", "--live-interval", "0.05", "--epochs", "3",
+TRAIN_LIVE = ["-m", "cycnn", "train", "--live", "--port", "0", "--live-interval", "0.05", "--epochs", "3",
               "--limit-train", "2000", "--batch-size", "32", "--conv", "8", "--kernel", "3", "--dense", "32",
               "--quiet"]
 
@@ -40,7 +43,7 @@ def _train(mnist, server, steps_images=320, **view_options):
     x, y, xt, yt = mnist
     model = architecture.build(SMALL, seed=0)
     view = live.LiveView(server, xt[:16], yt[:16], **view_options)
-    trainer = Trainer(model, make_optimizer("adam", 0.01), TrainConfig(epochs=2, batch_size=32, lr=0.01), [view])
+    trainer = Trainer(model, make_optimizer("adam", 0.01), RunSettings(epochs=2, batch_size=32, lr=0.01), [view])
     trainer.fit(x[:steps_images], y[:steps_images], xt[:64], yt[:64])
     return model, trainer, view
 
@@ -79,16 +82,19 @@ def test_page_is_self_contained(server):
 
 
 def test_snapshots_leave_the_training_state_alone(mnist, server):
-    """A snapshot runs the probe batch in eval mode; the model's timings, kept activations and mode stay."""
+    """A snapshot runs the probe batch in eval mode, unseen by the training's observers; the mode stays."""
     x, y, xt, yt = mnist
     model = architecture.build(SMALL, seed=0)
-    trainer = Trainer(model, make_optimizer("adam", 0.01), TrainConfig(), [])
+    trainer = Trainer(model, make_optimizer("adam", 0.01), RunSettings(), [])
     view = live.LiveView(server, xt[:16], yt[:16])
-    model.forward(x[:8, None].astype(np.float32) / 255, keep_activations=True)
-    timings = {k: list(v) for k, v in model.timings.items()}
-    kept = model.activations
+    timer, recorder = LayerTimer().attach(model), ActivationRecorder().attach(model)
+    recorder.armed = True
+    model.forward(x[:8, None].astype(np.float32) / 255)
+    timings, kept = (list(timer.forward), list(timer.backward)), recorder.outputs
+    recorder.armed = True
     view.on_train_begin(trainer)
-    assert model.training and model.activations is kept and model.timings == timings
+    assert model.training and recorder.armed and recorder.outputs is kept
+    assert (timer.forward, timer.backward) == timings
 
 
 def test_curve_keeps_its_span_when_merged(mnist, server, monkeypatch):

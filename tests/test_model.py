@@ -5,14 +5,19 @@ import re
 import numpy as np
 import pytest
 
-from cycnn import _optim, architecture
+from cycnn.io import architecture
+from cycnn.nn import _optim
 from cycnn.errors import ArchitectureError
-from cycnn.layers import Dense, Flatten
-from cycnn.losses import SoftmaxCrossEntropy
-from cycnn.model import Sequential
-from cycnn.optimizers import SGD, Adam, make_optimizer
-from cycnn.runtime import default_threads, set_threads
-from cycnn.training import TrainConfig, Trainer, evaluate
+from cycnn.nn.hooks import ActivationRecorder, LayerTimer
+from cycnn.nn.layers import Dense, Flatten
+from cycnn.nn.losses import SoftmaxCrossEntropy
+from cycnn.nn.sequential import Sequential
+from cycnn.nn.optim import SGD, Adam, make_optimizer
+from cycnn.nn.runtime import default_threads, set_threads
+from cycnn.train.settings import RunSettings
+from cycnn.train.trainer import Trainer
+from cycnn.train.evaluation import evaluate
+from cycnn.io.model_file import load_model, save_model
 
 REFERENCE_SHAPES = ["26x26x32", "13x13x32", "11x11x64", "5x5x64", "1600", "128", "128", "10"]
 REFERENCE_PARAMS = 225_034  # 320 + 18,496 + 204,928 + 1,290
@@ -34,24 +39,45 @@ def test_reference_summary_shapes_and_parameter_count():
     assert text.splitlines()[0] == "Input: 28x28x1"
 
 
-def test_keep_activations_holds_every_layer_output():
+def test_layer_outputs_hold_every_layer_output():
     model = architecture.build(architecture.reference(), seed=0)
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
-    logits = model.eval().forward(x, keep_activations=True)
-    assert [a.shape[1:] for a in model.activations] == model.output_shapes
+    outputs = model.train().layer_outputs(x)
+    assert model.training  # run in eval mode, and the mode given back
+    logits = model.eval().forward(x)
+    assert [a.shape[1:] for a in outputs] == model.output_shapes
     assert logits.shape == (3, 10)
     # The recorded pass runs the layers one by one, the fused pass a Winograd convolution: float32 rounding apart.
-    np.testing.assert_allclose(model.activations[-1], logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    np.testing.assert_allclose(outputs[-1], logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
 
 
-def test_keep_activations_of_the_first_images_only():
-    """What an observed training step does (cycnn.training.OBSERVED_IMAGES): the extra pass on part of the batch."""
+def test_activation_recorder_records_the_first_images_of_one_armed_pass():
+    """What an observed training step does (cycnn.train.trainer.OBSERVED_IMAGES): the extra pass on part of the batch."""
     model = architecture.build(architecture.reference(), seed=0)
+    recorder = ActivationRecorder(images=2).attach(model)
     x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
-    logits = model.eval().forward(x, keep_activations=2)
-    assert [a.shape for a in model.activations] == [(2, *shape) for shape in model.output_shapes]
-    assert logits.shape == (5, 10)
-    np.testing.assert_allclose(model.activations[-1], logits[:2], rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    model.eval().forward(x)
+    assert recorder.outputs is None  # not armed
+    recorder.armed = True
+    logits = model.forward(x)
+    assert [a.shape for a in recorder.outputs] == [(2, *shape) for shape in model.output_shapes]
+    assert logits.shape == (5, 10) and not recorder.armed
+    np.testing.assert_allclose(recorder.outputs[-1], logits[:2], rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    recorder.detach()
+    recorder.armed = True
+    model.forward(x)
+    assert recorder.armed  # detached: the pass did not reach it
+
+
+def test_layer_timer_times_every_step_and_zeroes_the_fused_layers():
+    model = architecture.build(architecture.reference(), seed=0)
+    timer = LayerTimer().attach(model)
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    model.backward(np.ones_like(model.forward(x)))
+    for times in (timer.forward, timer.backward):
+        assert len(times) == len(model.layers)
+        assert all(times[i] == 0 for i in model.fused_into)
+        assert all(times[i] > 0 for i in range(len(model.layers)) if i not in model.fused_into)
 
 
 def test_recording_activations_does_not_change_a_training_step():
@@ -60,8 +86,11 @@ def test_recording_activations_does_not_change_a_training_step():
     results = []
     for keep in (False, True):
         model = architecture.build(architecture.reference(), seed=0).train()
-        model.layers[6].rng = np.random.default_rng(5)
-        logits = model.forward(x, keep_activations=keep)
+        model.layers[6].reseed(5)
+        recorder = ActivationRecorder().attach(model)
+        recorder.armed = keep
+        logits = model.forward(x)
+        assert (recorder.outputs is not None) == keep
         model.backward(np.ones_like(logits))
         results.append((logits, [grad.copy() for _, _, grad in model.parameters()]))
     np.testing.assert_array_equal(results[0][0], results[1][0])
@@ -99,8 +128,8 @@ def test_save_load_round_trip(tmp_path, mnist):
     config["class_names"] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     model = architecture.build(config, seed=3)
     path = tmp_path / "model.npz"
-    model.save(path, metadata={"note": "round trip"})
-    loaded = Sequential.load(path)
+    save_model(model, path, metadata={"note": "round trip"})
+    loaded = load_model(path)
     assert loaded.get_config() == model.get_config()
     assert loaded.class_names == config["class_names"]
     assert loaded.metadata == {"note": "round trip"}
@@ -113,8 +142,8 @@ def test_save_load_round_trip(tmp_path, mnist):
 
 def test_float64_model_round_trip_keeps_its_dtype(tmp_path):
     model = architecture.build(architecture.stack([4], [3], 2, [8], [0.0]), seed=1).astype(np.float64)
-    model.save(tmp_path / "m.npz")
-    loaded = Sequential.load(tmp_path / "m.npz")
+    save_model(model, tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
     assert loaded.dtype == np.float64
     x = np.random.default_rng(1).random((5, 1, 28, 28))
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
@@ -228,7 +257,7 @@ def test_one_epoch_on_2000_images_learns(mnist):
     seed = 0
     x_train, y_train, x_test, y_test = mnist
     model = architecture.build(architecture.reference(), seed=seed)
-    config = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, seed=seed)
+    config = RunSettings(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, seed=seed)
     state = Trainer(model, make_optimizer("adam", 1e-3), config).fit(x_train[:2000], y_train[:2000])
     assert state.epoch == 1 and state.global_step == 63 and len(state.history) == 1
     loss, accuracy = evaluate(model, x_test[:2000], y_test[:2000])

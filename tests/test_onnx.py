@@ -9,11 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from cycnn import _parallel, architecture
-from cycnn.datasets import load_idx_dataset, to_input
-from cycnn.optimizers import make_optimizer
-from cycnn.runtime import set_threads
-from cycnn.training import TrainConfig, Trainer
+from cycnn.io import architecture
+from cycnn.nn import _parallel
+from cycnn.data.idx import load_idx_dataset
+from cycnn.data.datasets import to_input
+from cycnn.nn.optim import make_optimizer
+from cycnn.nn.runtime import set_threads
+from cycnn.train.settings import RunSettings
+from cycnn.train.trainer import Trainer
+from cycnn.io.model_file import save_model
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -61,7 +65,7 @@ def with_random_biases(model, seed):
 def trained_reference(mnist_data):
     """The reference network after one short epoch (800 images): its probabilities are far from uniform."""
     model = architecture.build(architecture.reference(), seed=0)
-    config = TrainConfig(epochs=1, batch_size=32, lr=0.002, seed=0)
+    config = RunSettings(epochs=1, batch_size=32, lr=0.002, seed=0)
     threads = _parallel.get_num_threads()
     with set_threads(1):  # one thread: quick and steady on a busy machine
         Trainer(model, make_optimizer("adam", 0.002), config).fit(mnist_data[0][:800], mnist_data[1][:800])
@@ -101,7 +105,7 @@ CASES = ["reference, trained briefly", "three 5x5 convs with padding 2, two hidd
 
 @pytest.mark.parametrize("case", CASES)
 def test_onnx_runtime_gives_cycnns_probabilities(case, onnx, ort, mnist_data, test_images, tmp_path):
-    from cycnn.onnx_export import export
+    from cycnn.io.onnx_export import export
     model = build_case(case, mnist_data)
     path = tmp_path / "model.onnx"
     export(model, path)
@@ -116,7 +120,7 @@ def test_onnx_runtime_gives_cycnns_probabilities(case, onnx, ort, mnist_data, te
 
 
 def test_exported_graph_is_standard_and_has_a_dynamic_batch(onnx, ort, test_images, tmp_path):
-    from cycnn.onnx_export import to_onnx
+    from cycnn.io.onnx_export import to_onnx
     model = architecture.build(architecture.reference(), seed=1)
     proto = to_onnx(model, opset=17)
     assert {node.op_type for node in proto.graph.node} <= ALLOWED_OPS
@@ -136,7 +140,7 @@ def test_exported_graph_is_standard_and_has_a_dynamic_batch(onnx, ort, test_imag
 
 def test_cli_export_writes_a_file_onnx_runtime_runs(onnx, ort, test_images, tmp_path, capsys):
     model = with_random_biases(architecture.build(architecture.reference(), seed=2), seed=5)
-    model.save(tmp_path / "m.npz")
+    save_model(model, tmp_path / "m.npz")
     code, out, err = run_cli(["export", tmp_path / "m.npz", tmp_path / "m.onnx"], capsys)
     assert code == 0, err
     assert "opset 13" in out and "'image' (N, 1, 28, 28)" in out and "(N, 10)" in out
@@ -149,7 +153,7 @@ def test_cli_export_writes_a_file_onnx_runtime_runs(onnx, ort, test_images, tmp_
 
 
 def test_export_without_onnx_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    architecture.build(architecture.reference(), seed=0).save(tmp_path / "m.npz")
+    save_model(architecture.build(architecture.reference(), seed=0), tmp_path / "m.npz")
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail, as if it were not installed
     code, out, err = run_cli(["export", tmp_path / "m.npz", tmp_path / "m.onnx"], capsys)
     assert code == 2 and out == ""

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cycnn import architecture
-from cycnn.checkpoint import load_checkpoint, save_checkpoint
+from cycnn.io import architecture
+from cycnn.train.checkpoint import load_checkpoint, save_checkpoint
 from cycnn.errors import TrainingDiverged
-from cycnn.optimizers import make_optimizer
-from cycnn.runtime import default_threads, set_threads
-from cycnn.serialization import load_model
-from cycnn.training import TrainConfig, TrainState
+from cycnn.nn.optim import make_optimizer
+from cycnn.nn.runtime import default_threads, set_threads
+from cycnn.io.model_file import load_model
+from cycnn.train.settings import RunSettings
+from cycnn.train.state import TrainState
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -55,7 +56,7 @@ def uninterrupted(tmp_path_factory):
 def start_run(out):
     # cwd: run from the output's folder, never the repository root, whose uncompiled cycnn/ would shadow the
     # installed package for `python -m`.
-    return subprocess.Popen([sys.executable, "-m", "cycnn.cli", *RUN, "--out", str(out)], cwd=Path(out).parent,
+    return subprocess.Popen([sys.executable, "-m", "cycnn", *RUN, "--out", str(out)], cwd=Path(out).parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -115,7 +116,7 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
     match = re.fullmatch(r"cycnn: error: the loss became (nan|inf|-inf) at epoch 1, step (\d+); try a lower "
                          rf"learning rate; the last good checkpoint is {re.escape(str(checkpoint))}", lines[0])
     assert match, lines[0]
-    model, optimizer, state, config, run = load_checkpoint(checkpoint)
+    model, optimizer, state, settings = load_checkpoint(checkpoint)
     assert state.global_step == int(match.group(2)) - 1  # the step before the one that diverged
     for _, param, _ in model.parameters():
         assert np.all(np.isfinite(param))
@@ -140,8 +141,7 @@ def test_weights_that_became_infinite_are_never_checkpointed(tmp_path):
     model.layers[-1].params["W"][0, 0] = np.inf
     path = tmp_path / "run.ckpt.npz"
     with pytest.raises(TrainingDiverged, match=r"weight param\.\d\.W.*after epoch 2, step 5"):
-        save_checkpoint(path, model, make_optimizer("adam"), TrainState(epoch=1, step=5), TrainConfig(epochs=2),
-                        {"out": "m.npz"})
+        save_checkpoint(path, model, make_optimizer("adam"), TrainState(epoch=1, step=5), RunSettings(epochs=2, out="m.npz"))
     assert not path.exists()
 
 

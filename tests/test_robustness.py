@@ -21,14 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cycnn import architecture
-from cycnn.checkpoint import load_checkpoint, save_checkpoint
-from cycnn.datasets import load_idx_dataset
-from cycnn.images import mnist_style, prepare_digit
+from cycnn.io import architecture
+from cycnn.train.checkpoint import load_checkpoint, save_checkpoint
+from cycnn.data.idx import load_idx_dataset
+from cycnn.data.images import mnist_style, prepare_digit
 from cycnn.errors import DataError, ModelFileError, OutputError
-from cycnn.optimizers import make_optimizer
-from cycnn.serialization import _digest, load_model, write_atomic
-from cycnn.training import TrainConfig, TrainState
+from cycnn.nn.optim import make_optimizer
+from cycnn.io.atomic import write_atomic
+from cycnn.io.model_file import _digest, load_model, save_model
+from cycnn.train.settings import RunSettings
+from cycnn.train.state import TrainState
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -52,7 +54,7 @@ def small_model(seed=0):
 @pytest.fixture(scope="module")
 def good_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "good.npz"
-    small_model().save(path)
+    save_model(small_model(), path)
     return path
 
 
@@ -196,7 +198,7 @@ def test_a_real_process_prints_one_line_for_a_pickle(bad_models):
     """The installed entry point, not just main(): no traceback, exit 2, the file unpickled by nobody."""
     files, marker = bad_models
     path = next(p for p, fragment in files if p.name == "pickle.npz")
-    done = subprocess.run([sys.executable, "-m", "cycnn.cli", "evaluate", str(path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "cycnn", "evaluate", str(path)], capture_output=True, text=True,
                           timeout=120, cwd=path.parent)  # not the repository root: its cycnn/ is uncompiled
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [f"cycnn: error: {path}: a Python pickle, not a cycnn model file "
@@ -214,20 +216,19 @@ def good_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "run.ckpt.npz"
     model, optimizer = small_model(), make_optimizer("adam")
     optimizer.step([(key, param, np.ones_like(param)) for key, param, _ in model.parameters()])
-    save_checkpoint(path, model, optimizer, TrainState(epoch=1, step=3, global_step=20), TrainConfig(epochs=2),
-                    {"out": "m.npz", "limit_train": 300, "val_split": 0.05, "checkpoint_every": 5})
+    save_checkpoint(path, model, optimizer, TrainState(epoch=1, step=3, global_step=20), RunSettings(epochs=2, out="m.npz", limit_train=300, val_split=0.05, checkpoint_every=5))
     return path
 
 
 @pytest.mark.parametrize("edit, fragment", [
     (set_key(["training", "state", "epoch"], -1), "epoch must be a non-negative integer"),
     (set_key(["training", "state", "epoch"], 7), "past the run's 2 epochs"),
-    (set_key(["training", "config", "batch_size"], 0), "batch_size must be a positive integer"),
+    (set_key(["training", "settings", "batch_size"], 0), "batch_size must be a positive integer"),
     (set_key(["training", "optimizer", "name"], "rmsprop"), "unknown optimizer"),
     (set_key(["training", "optimizer", "beta1"], 1.0), "beta1 must be in [0, 1)"),
     (set_key(["training", "optimizer", "t"], "seven"), "optimizer step count t"),
-    (set_key(["training", "run", "out"], 5), "no output path"),
-    (set_key(["training", "run", "val_split"], 2), "val_split must be in [0, 1)"),
+    (set_key(["training", "settings", "out"], 5), "out must be a non-empty text"),
+    (set_key(["training", "settings", "val_split"], 2), "val_split must be in [0, 1)"),
     (set_key(["training"], None), "training is not a table"),
 ], ids=["negative-epoch", "epoch-past-end", "batch-size-0", "unknown-optimizer", "beta1-1", "t-not-int",
         "out-not-str", "val-split-2", "no-training"])
@@ -252,16 +253,16 @@ def test_optimizer_slots_must_match_their_weights(good_checkpoint, tmp_path):
 
 
 def test_checkpoint_round_trip(good_checkpoint):
-    model, optimizer, state, config, run = load_checkpoint(good_checkpoint)
+    model, optimizer, state, settings = load_checkpoint(good_checkpoint)
     assert (state.epoch, state.step, state.global_step) == (1, 3, 20)
     assert optimizer.t == 1 and set(optimizer.state) == {f"{s}:{k}" for s in "mv" for k, _, _ in model.parameters()}
-    assert run["limit_train"] == 300 and config.epochs == 2
+    assert settings.limit_train == 300 and settings.epochs == 2
 
 
 def test_saved_files_get_the_usual_permissions(tmp_path):
     """mkstemp creates private files; a saved model gets what open() would give (0o666 less the umask)."""
     path = tmp_path / "m.npz"
-    small_model().save(path)
+    save_model(small_model(), path)
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
@@ -271,7 +272,7 @@ def test_nan_weights_are_not_saved(tmp_path):
     model = small_model()
     model.layers[0].params["W"][0, 0, 0, 0] = np.inf
     with pytest.raises(ModelFileError, match="NaN or infinite"):
-        model.save(tmp_path / "m.npz")
+        save_model(model, tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -287,11 +288,11 @@ def big_model(seed):
 
 def save_forever(models, path, ready):
     """The child: save model A once, say so, then save B, A, B... to the same path until killed."""
-    models[0].save(path)
+    save_model(models[0], path)
     ready.set()
     i = 1
     while True:
-        models[i % 2].save(path)
+        save_model(models[i % 2], path)
         i += 1
 
 
@@ -326,7 +327,7 @@ def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_file(tmp_path):
                    for name in others), others
         killed_mid_save += bool(others)
     assert killed_mid_save > 0, "no kill landed in the middle of a save; the test proved nothing"
-    big_model(3).save(path)  # the next save removes what killed writers left behind
+    save_model(big_model(3), path)  # the next save removes what killed writers left behind
     assert os.listdir(tmp_path) == [path.name]
 
 
@@ -334,7 +335,7 @@ def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_file(tmp_path):
                          ids=["ctrl-c", "disk-full"])
 def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, failure):
     path = tmp_path / "model.npz"
-    small_model(seed=1).save(path)
+    save_model(small_model(seed=1), path)
     before = path.read_bytes()
 
     def write_half_then_fail(fh):
@@ -523,9 +524,9 @@ FLAG_CASES = {
     "pool-0": (["--pool", "0"], "pool size must be a positive integer"),
     "padding-negative": (["--padding", "-1"], "padding must be a non-negative integer"),
     "threads-0": (["--threads", "0"], "thread count must be a positive integer"),
-    "limit-train-0": (["--limit-train", "0"], "--limit-train must be a positive integer"),
-    "val-split-1": (["--val-split", "1"], "--val-split must be in [0, 1)"),
-    "checkpoint-every-negative": (["--checkpoint-every", "-1"], "--checkpoint-every must be 0 or more"),
+    "limit-train-0": (["--limit-train", "0"], "limit_train must be a positive integer"),
+    "val-split-1": (["--val-split", "1"], "val_split must be in [0, 1)"),
+    "checkpoint-every-negative": (["--checkpoint-every", "-1"], "checkpoint_every must be a non-negative integer"),
     "optimizer-unknown": (["--optimizer", "rmsprop"], "unknown optimizer"),
     "epochs-not-a-number": (["--epochs", "many"], "--epochs"),
 }

@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from cycnn import architecture
+from cycnn.io import architecture
 from cycnn.errors import CycnnError, DataError
-from cycnn.optimizers import make_optimizer
-from cycnn.runlog import LayerTimes, RunLog, latest, read_log, timing_table
-from cycnn.training import Callback, TrainConfig, Trainer
+from cycnn.nn.optim import make_optimizer
+from cycnn.train.callbacks import LayerTimes, timing_table
+from cycnn.train.log import RunLog, latest, read_log
+from cycnn.train.callbacks import Callback
+from cycnn.train.settings import RunSettings
+from cycnn.train.trainer import Trainer
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -28,8 +31,8 @@ class Spy(Callback):
 
     def on_step_end(self, trainer, info):
         model, step = trainer.model, trainer.state.global_step
-        self.kept[step] = model.activations is not None
-        if model.activations is None:
+        self.kept[step] = trainer.step_observed
+        if not trainer.step_observed:
             return
         params = {}
         for key, p, g in model.parameters():
@@ -37,14 +40,14 @@ class Spy(Callback):
             params[key] = {"grad_norm": np.linalg.norm(g), "weight_norm": np.linalg.norm(p),
                            "update_ratio": np.linalg.norm(p - b) / np.linalg.norm(b) if np.any(b) else None}
         layers = [{"activation_mean": float(np.mean(a, dtype=np.float64)), "activation_zeros": float(np.mean(a == 0))}
-                  for a in model.activations]
+                  for a in trainer.activations.outputs]
         self.expected[step] = {"params": params, "layers": layers, "loss": info["loss"]}
 
 
 def _train(mnist, callbacks, epochs=2, optimizer="adam"):
     x, y, xt, yt = mnist
     model = architecture.build(SMALL, seed=3)
-    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.01, seed=5)
+    config = RunSettings(epochs=epochs, batch_size=32, lr=0.01, seed=5)
     trainer = Trainer(model, make_optimizer(optimizer, 0.01), config, callbacks)
     trainer.fit(x[:320], y[:320], xt[:100], yt[:100])
     return model, trainer
@@ -94,7 +97,7 @@ def test_records_hold_the_run_steps_and_epochs(mnist, tmp_path):
 
 def test_sgd_update_ratio_is_lr_times_gradient_over_weight(mnist, tmp_path):
     """Without momentum an SGD update is lr * gradient: the logged ratio must be lr * |g| / |W before|."""
-    from cycnn.optimizers import SGD
+    from cycnn.nn.optim import SGD
     x, y, _, _ = mnist
     model = architecture.build(SMALL, seed=3)
     before = {}
@@ -104,7 +107,7 @@ def test_sgd_update_ratio_is_lr_times_gradient_over_weight(mnist, tmp_path):
             before.update({k: np.linalg.norm(p) for k, p, _ in trainer.model.parameters()})
 
     path = tmp_path / "sgd.jsonl"
-    Trainer(model, SGD(lr=0.05, momentum=0), TrainConfig(epochs=1, batch_size=32, lr=0.05),
+    Trainer(model, SGD(lr=0.05, momentum=0), RunSettings(epochs=1, batch_size=32, lr=0.05),
             [Before(), RunLog(path, every=1)]).fit(x[:32], y[:32])
     record = latest(read_log(path), "step")[0]
     weight = record["params"]["0.W"]
@@ -176,4 +179,4 @@ def test_cli_writes_the_log_beside_the_model_and_prints_timings(tmp_path, capsys
 def test_cli_refuses_a_zero_log_interval(tmp_path, capsys):
     code, _, err = run_cli(["train", "--epochs", "1", "--limit-train", "100", "--log-every", "0",
                             "--out", tmp_path / "m.npz"], capsys)
-    assert code == 2 and err.startswith("cycnn: error: --log-every") and "Traceback" not in err
+    assert code == 2 and err.startswith("cycnn: error: log_every must be a positive integer") and "Traceback" not in err

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cycnn import architecture, visualize
+from cycnn.io import architecture
+from cycnn.viz import figures as visualize
 from cycnn.cli import main
-from cycnn.datasets import to_input
-from cycnn.optimizers import make_optimizer
-from cycnn.runlog import RunLog, read_log
-from cycnn.training import TrainConfig, Trainer, predict_images
+from cycnn.data.datasets import to_input
+from cycnn.nn.optim import make_optimizer
+from cycnn.train.log import RunLog, read_log
+from cycnn.train.settings import RunSettings
+from cycnn.train.trainer import Trainer
+from cycnn.train.evaluation import predict_images
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -26,7 +29,7 @@ def _trained(mnist, tmp_path, seed, spec=TWO_CONV):
     x, y, xt, yt = mnist
     model = architecture.build(spec, seed=seed)
     log = tmp_path / f"run{seed}.jsonl"
-    Trainer(model, make_optimizer("adam", 0.01), TrainConfig(epochs=1, batch_size=32, lr=0.01, seed=seed),
+    Trainer(model, make_optimizer("adam", 0.01), RunSettings(epochs=1, batch_size=32, lr=0.01, seed=seed),
             [RunLog(log, every=2)]).fit(x[:320], y[:320], xt[:64], yt[:64])
     images = to_input(xt[:300])
     return {"model": model, "records": read_log(log), "images": images, "labels": yt[:300],
@@ -172,7 +175,7 @@ def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, caps
     markup = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert "<script" not in markup and "http" not in markup and "url(" not in markup
     assert "test accuracy" in text and "Total parameters" in text
-    assert "Feature maps of layer 2: Conv2D + ReLU for zero.png" in text
+    assert "Feature maps of layer 2: Conv2D (relu) for zero.png" in text
 
 
 def test_visualize_refuses_a_bad_index_and_a_bad_log(cli_model, tmp_path, capsys):

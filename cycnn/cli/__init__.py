@@ -1,0 +1,4 @@
+"""The command line: thin commands that parse flags, call the library and print (``cycnn --help``)."""
+from cycnn.cli.app import app, main
+
+__all__ = ["app", "main"]

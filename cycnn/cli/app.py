@@ -1,0 +1,55 @@
+"""The ``cycnn`` command line: the commands, and ``main``, which turns errors into one line.
+
+Every problem the user can fix (a missing file, a bad flag value, a kernel larger than its input) ends the command
+with one line on stderr, ``cycnn: error: ...``, and exit code 2; an interrupted run says how to resume and exits
+with 130.
+"""
+import sys
+
+import typer
+
+try:  # typer >= 0.20 carries its own click; older releases use click's exceptions
+    from typer import TyperException as UsageProblem
+except ImportError:  # pragma: no cover
+    from click import ClickException as UsageProblem
+
+from cycnn.cli import models, pictures
+from cycnn.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+from cycnn.cli.train import train
+from cycnn.errors import CycnnError, TrainingInterrupted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cycnn: a from-scratch CNN with Cython kernels that learns to read handwritten digits.")
+app.command()(train)
+app.command("evaluate")(models.evaluate)
+app.command()(models.predict)
+app.command()(models.summary)
+app.command()(models.export)
+app.command()(pictures.visualize)
+app.command()(pictures.report)
+
+
+def main(argv=None):
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, prog_name="cycnn", standalone_mode=False)
+    except TrainingInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except CycnnError as exc:
+        typer.echo(f"cycnn: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UsageProblem as exc:
+        message = exc.format_message()
+        if message:  # (bare `cycnn` has already printed the help)
+            typer.echo(f"cycnn: error: {message}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("cycnn: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except MemoryError:
+        typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(result if isinstance(result, int) else 0)

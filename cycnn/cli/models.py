@@ -1,0 +1,96 @@
+"""``cycnn evaluate``, ``predict``, ``summary`` and ``export``: what a saved model answers and how it looks."""
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
+from cycnn.data.datasets import check_model_fits
+from cycnn.data.images import prepare_for_model
+from cycnn.errors import ConfigError
+from cycnn.io import architecture, onnx_export
+from cycnn.train.evaluation import confusion_matrix, per_class_scores, predict_images, scores
+
+
+def evaluate(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
+    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on the test set."""
+    model = load_model(model_path)
+    setup_threads(threads)
+    data, x_test, y_test = test_set(data_dir, dataset)
+    check_model_fits(model, x_test, y_test, f"{model_path}: the test set")
+    digits = [str(i) for i in range(model.num_classes)]
+    if data.class_names is not None and model.class_names not in (data.class_names, digits):
+        raise ConfigError(f"{model_path}: the model's classes ({', '.join(model.class_names)}) are not the "
+                          f"dataset's ({', '.join(data.class_names)})")
+    probs = predict_images(model, x_test)
+    predicted = probs.argmax(axis=1)
+    loss, accuracy = scores(probs, y_test)
+    confusion = confusion_matrix(y_test, predicted, model.num_classes)
+    per_class = per_class_scores(confusion, model.class_names)
+    if json_output:
+        typer.echo(json.dumps({"accuracy": accuracy, "loss": loss, "confusion_matrix": confusion.tolist(),
+                               "per_class": per_class, "images": int(len(y_test))}))
+        return
+    typer.echo(f"{model_path}: accuracy {accuracy:.2%}, loss {loss:.4f} on {len(y_test):,} test images\n")
+    width = max(5, max(len(c) for c in model.class_names))
+    typer.echo("confusion matrix (rows: true class, columns: predicted)")
+    typer.echo(" " * (width + 1) + " ".join(f"{c:>{width}}" for c in model.class_names))
+    for name, row in zip(model.class_names, confusion):
+        typer.echo(f"{name:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    typer.echo(f"\n{'class':>{width}}  precision  recall     f1  support")
+    for s in per_class:
+        typer.echo(f"{s['class']:>{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  "
+                   f"{s['support']:7d}")
+
+
+def predict(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG or JPEG files of single digits."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON list."),
+):
+    """The digit in each image, with the class probabilities (images are preprocessed the MNIST way)."""
+    model = load_model(model_path)
+    batch = np.stack([prepare_for_model(path, model.input_shape) for path in images])
+    probs = model.predict_proba(batch)
+    results = [{"file": str(path), "label": model.class_names[int(p.argmax())],
+                "probabilities": {name: float(v) for name, v in zip(model.class_names, p)}}
+               for path, p in zip(images, probs)]
+    if json_output:
+        typer.echo(json.dumps(results))
+        return
+    for r, p in zip(results, probs):
+        top = np.argsort(p)[::-1][:3]
+        others = ", ".join(f"{model.class_names[i]} {p[i]:.1%}" for i in top[1:])
+        typer.echo(f"{r['file']}: {r['label']} ({p.max():.1%}; then {others})")
+
+
+def summary(target: Path = typer.Argument(..., metavar="MODEL_OR_ARCH",
+                                          help="A model file, or an architecture file (.json/.toml).")):
+    """Print the layer table (output shapes and parameter counts) of a model or an architecture file."""
+    if target.suffix in (".json", ".toml"):
+        model = architecture.build(architecture.load_file(target), initialize=False)
+    else:
+        model = load_model(target)
+    typer.echo(model.summary())
+
+
+def export(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
+    out: Path = typer.Argument(..., metavar="OUT.onnx", help="Where to write the ONNX model."),
+    opset: int = typer.Option(13, help="ONNX opset version (13 or later)."),
+):
+    """Write the model as an ONNX file (input "image" (N, C, H, W) in [0, 1], output "probabilities")."""
+    onnx_export.require_onnx()
+    model = load_model(model_path)
+    onnx_export.export(model, out, opset)
+    c, h, w = model.input_shape
+    typer.echo(f"wrote {out}: ONNX opset {opset}, input {onnx_export.INPUT_NAME!r} (N, {c}, {h}, {w}), "
+               f"output {onnx_export.OUTPUT_NAME!r} (N, {model.num_classes})")

@@ -1,0 +1,198 @@
+"""``cycnn train``: parse the flags into run settings, hand the run to ``cycnn.train.run``, print what it did."""
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cycnn.cli.common import float_list, int_list, setup_threads
+from cycnn.errors import ConfigError, TrainingDiverged
+from cycnn.io import architecture
+from cycnn.train.run import TrainingRun
+from cycnn.train.settings import RESUME_FIXED, RunSettings
+from cycnn.version import __version__
+from cycnn.viz.live import LiveServer, LiveView
+
+# The flags that describe the network; with --resume the checkpoint's model is used, so they are refused there.
+LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout")
+# Flags whose value a checkpoint fixes ("limit_train" and "data_dir" are RunSettings names as well).
+FIXED_FLAGS = tuple(name for name in RESUME_FIXED if name not in ("data_sha256", "max_degrees", "max_shift"))
+
+
+def train(
+    ctx: typer.Context,
+    epochs: int = typer.Option(6, help="Passes over the training set."),
+    batch_size: int = typer.Option(64, help="Images per step."),
+    lr: float = typer.Option(0.002, help="Learning rate (the peak of the cosine schedule)."),
+    optimizer: str = typer.Option("adam", help="adam or sgd (with momentum 0.9)."),
+    lr_schedule: str = typer.Option("cosine", help="constant, or cosine decay to 0 over the run."),
+    seed: int = typer.Option(0, help="Seed for initialization, data order, augmentation and dropout."),
+    threads: Optional[int] = typer.Option(None, help="Threads for the kernels and BLAS (default: all cores)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random rotation (±10°) and shift (±2 px) "
+                                                                         "per image."),
+    limit_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
+    val_split: float = typer.Option(0.05, help="Fraction of the training images held out for validation."),
+    data_dir: Optional[Path] = typer.Option(None, help="A directory of IDX files in MNIST's layout, or of images "
+                                                       "with one subfolder per class (default: the bundled MNIST)."),
+    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist, or fashion-mnist (from Debian's "
+                                                     "dataset-fashion-mnist package)."),
+    out: Path = typer.Option(Path("cycnn-model.npz"), help="Where to save the trained model."),
+    arch: Optional[Path] = typer.Option(None, help="Architecture file (JSON or TOML) instead of the layer flags "
+                                                   "(default: the reference network's file)."),
+    conv: Optional[str] = typer.Option(None, help="Output channels of each conv block (conv + ReLU + max-pool) "
+                                                  "(reference: 32,64)."),
+    kernel: Optional[str] = typer.Option(None, help="Kernel size per conv layer (one value applies to all) "
+                                                    "(reference: 3)."),
+    padding: Optional[int] = typer.Option(None, help="Zero padding of every conv layer (reference: 0)."),
+    pool: Optional[int] = typer.Option(None, help="Max-pool window after each conv layer (1 for none) "
+                                                  "(reference: 2)."),
+    dense: Optional[str] = typer.Option(None, help="Widths of the hidden dense layers (reference: 128)."),
+    dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden dense layer (one value applies to "
+                                                     "all; reference: 0.2)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: next to --out)."),
+    checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
+    target_accuracy: Optional[float] = typer.Option(None, help="Test after every epoch and stop at this test "
+                                                                "accuracy (e.g. 0.99); reports the training time "
+                                                                "it took."),
+    json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
+    log: Optional[Path] = typer.Option(None, help="The training log, JSON lines (default: next to --out, "
+                                                  "<name>.log.jsonl)."),
+    log_every: int = typer.Option(50, help="Write a step record to the log every N steps."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each layer's forward and backward time "
+                                                                "at the end of each epoch."),
+    live: bool = typer.Option(False, "--live", help="Serve a page on 127.0.0.1 that shows the training as it "
+                                                    "happens."),
+    port: int = typer.Option(8765, help="Port of the --live page (0: any free port)."),
+    live_interval: float = typer.Option(2.0, help="Seconds between two snapshots for the --live page."),
+    keep_serving: bool = typer.Option(False, "--keep-serving", help="Keep the --live page up after training, "
+                                                                   "until Ctrl+C."),
+):
+    """Train a CNN (the reference network by default) on MNIST or another dataset and save it."""
+    given = _given_on_command_line(ctx)
+    setup_threads(threads)
+    options = {"quiet": quiet, "verbose": verbose, "target_accuracy": target_accuracy, "echo": typer.echo}
+    if resume is not None:
+        fixed = [name for name in (*FIXED_FLAGS, *LAYER_FLAGS, "out", "checkpoint", "checkpoint_every")
+                 if name in given]
+        if fixed:
+            raise ConfigError(f"--resume continues the run with the settings stored in {resume}; drop "
+                              + ", ".join("--" + name.replace("_", "-") for name in fixed))
+        overrides = {"log": str(log)} if log is not None else {}
+        run = TrainingRun.resume(resume, overrides, **options)
+    else:
+        settings = RunSettings(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                               lr_schedule=lr_schedule, seed=seed, augment=augment, limit_train=limit_train,
+                               val_split=val_split, data_dir=_text(data_dir), dataset=dataset, out=str(out),
+                               checkpoint=_text(checkpoint), checkpoint_every=checkpoint_every, log=_text(log),
+                               log_every=log_every)
+        flags = {"arch": arch, "conv": conv, "kernel": kernel, "padding": padding, "pool": pool, "dense": dense,
+                 "dropout": dropout}
+        run = TrainingRun.start(settings, lambda data: architecture.build(_architecture(flags, data), seed=seed),
+                                **options)
+    live_view = _start_live(port, live_interval, run) if live else None
+    _announce(run, quiet)
+    try:
+        summary = run.execute()
+    except TrainingDiverged:
+        if live_view:
+            live_view.finish(run.trainer, status="failed")
+        raise
+    _report(summary, run.settings.out, target_accuracy)
+    if json_output:
+        typer.echo(json.dumps(summary))
+    if live_view:
+        live_view.finish(run.trainer, status="finished", test_accuracy=summary["test_accuracy"],
+                         test_loss=summary["test_loss"])
+        _stop_live(live_view.server, keep_serving)
+
+
+def _given_on_command_line(ctx):
+    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+
+
+def _text(path):
+    return None if path is None else str(path)
+
+
+def _architecture(flags, data):
+    """The description to train: the --arch file, the layer flags (unset ones take ``architecture.stack``'s
+    defaults, the reference network's values), or with neither the reference network's file fitted to the data's
+    image size and classes."""
+    input_shape = (1, *data.x_train.shape[1:])
+    given = {name: value for name, value in flags.items() if value is not None}
+    if "arch" in given:
+        if len(given) > 1:
+            raise ConfigError(f"--arch describes the layers; drop --{', --'.join(set(given) - {'arch'})} or the "
+                              "--arch file")
+        spec = architecture.load_file(given["arch"])
+    elif given:
+        parse = {"conv": ("conv_channels", int_list), "kernel": ("kernel_sizes", int_list),
+                 "dense": ("dense_units", int_list), "dropout": ("dropouts", float_list),
+                 "pool": ("pool_size", None), "padding": ("padding", None)}
+        kwargs = {parse[flag][0]: parse[flag][1](value, flag) if parse[flag][1] else value
+                  for flag, value in given.items()}
+        spec = architecture.stack(**kwargs, input_shape=input_shape, num_classes=data.num_classes)
+    else:
+        spec = architecture.fit_to_data(architecture.reference(), input_shape, data.num_classes)
+    if data.class_names is not None:
+        outputs = architecture.build(spec, initialize=False).num_classes
+        if outputs != len(data.class_names):
+            raise ConfigError(f"the architecture outputs {outputs} scores but the dataset has "
+                              f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
+        spec = {**spec, "class_names": list(data.class_names)}
+    return spec
+
+
+def _announce(run, quiet):
+    if quiet:
+        return
+    data, settings = run.data, run.settings
+    held_out = 0 if data.x_val is None else len(data.x_val)
+    typer.echo(f"cycnn {__version__}: training on {len(data.x_train):,} images ({held_out:,} held out for "
+               f"validation), {run.model.parameter_count:,} parameters, checkpoints in {settings.checkpoint}, "
+               f"log in {settings.log}")
+    if run.resumed:
+        typer.echo(f"resuming at epoch {run.trainer.state.epoch + 1}, step {run.trainer.state.step + 1}")
+
+
+def _report(summary, out, target_accuracy):
+    typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}); "
+               f"{summary['train_images_per_s']:,.0f} images/s; model saved to {out}")
+    if target_accuracy is not None:
+        reached = summary.get("target_epoch") is not None
+        typer.echo(f"reached {target_accuracy:.2%} test accuracy after {summary['time_to_target_s']:.1f} s of "
+                   f"training (epoch {summary['target_epoch']})" if reached else
+                   f"did not reach {target_accuracy:.2%} test accuracy in {summary['epochs']} epochs")
+
+
+def _start_live(port, interval, run):
+    """Start the --live page's server and add the callback that feeds it (probe: the first 16 test images)."""
+    if not interval > 0:
+        raise ConfigError(f"--live-interval must be a positive number of seconds, received {interval}")
+    server = LiveServer(port)
+    typer.echo(f"live view: {server.url}")
+    data = run.data
+    view = LiveView(server, data.x_test[:16], data.y_test[:16], interval=interval,
+                    title=f"{run.model.parameter_count:,}-parameter CNN, {run.settings.epochs} epoch(s) on "
+                          f"{len(data.x_train):,} images")
+    run.trainer.callbacks.append(view)
+    return view
+
+
+def _stop_live(server, keep_serving):
+    """Stop the --live server once an open page has seen the final state, or with --keep-serving at Ctrl+C."""
+    if not keep_serving:
+        server.wait_until_seen(timeout=3.0)
+        server.stop()
+        return
+    typer.echo(f"training done; the live view stays at {server.url} until Ctrl+C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,26 @@
+"""Data augmentation: a random rotation and shift per image, applied to a whole batch by one Cython kernel."""
+import numpy as np
+
+from cycnn.data import _augment
+
+
+def random_affine(x, rng, max_degrees=10.0, max_shift=2.0):
+    """Rotate each image of x (N, 1, H, W) or (N, H, W) by up to ±max_degrees about its centre and shift it by up
+    to ±max_shift pixels, with bilinear sampling; returns a new array of the same shape and dtype."""
+    x = np.ascontiguousarray(x)
+    images = x.reshape(-1, x.shape[-2], x.shape[-1])
+    n, h, w = images.shape
+    angle = np.deg2rad(rng.uniform(-max_degrees, max_degrees, n))
+    shift = rng.uniform(-max_shift, max_shift, (n, 2))
+    cos, sin = np.cos(angle), np.sin(angle)
+    cr, cc = (h - 1) / 2.0, (w - 1) / 2.0
+    # Inverse map: output pixel (r, c) samples the source at R^-1 ((r, c) - centre - shift) + centre.
+    maps = np.empty((n, 2, 3))
+    maps[:, 0, 0], maps[:, 0, 1] = cos, sin
+    maps[:, 1, 0], maps[:, 1, 1] = -sin, cos
+    dr, dc = -cr - shift[:, 0], -cc - shift[:, 1]
+    maps[:, 0, 2] = cos * dr + sin * dc + cr
+    maps[:, 1, 2] = -sin * dr + cos * dc + cc
+    out = np.empty_like(images)
+    _augment.affine_warp(images, maps, out)
+    return out.reshape(x.shape)

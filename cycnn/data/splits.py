@@ -1,0 +1,55 @@
+"""What a training run takes from a dataset: a limit on the training images, a seeded validation hold-out, and a
+fingerprint that lets a resumed run check it sees the same images."""
+import hashlib
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from cycnn.errors import ConfigError
+
+# The validation hold-out's generator is seeded by (seed, this): independent of every stream the trainer draws.
+HOLD_OUT_STREAM = 7
+
+
+class TrainingData(NamedTuple):
+    """The images a run trains, validates and tests on (uint8 (N, H, W), integer labels)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: Optional[np.ndarray]
+    y_val: Optional[np.ndarray]
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: Optional[list]
+    num_classes: int
+    fingerprint: str
+
+
+def fingerprint(images, labels):
+    """SHA-256 of the training images and labels, so that a resumed run can check it sees the same data."""
+    digest = hashlib.sha256(f"{images.shape}{images.dtype}{labels.dtype}".encode())
+    digest.update(np.ascontiguousarray(images))
+    digest.update(np.ascontiguousarray(labels))
+    return digest.hexdigest()
+
+
+def training_data(dataset, limit=None, val_split=0.0, seed=0):
+    """Split a ``cycnn.data.datasets.Dataset`` for a run: the first ``limit`` training images, of which a seeded
+    random ``val_split`` fraction is held out for validation. The fingerprint covers the images trained on."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit_train must be a positive integer, received limit_train={limit!r}")
+    if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or not 0 <= val_split < 1:
+        raise ConfigError(f"val_split must be in [0, 1), received val_split={val_split!r}")
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    n_val = int(len(x_train) * val_split)
+    x_val = y_val = None
+    if n_val:
+        order = np.random.default_rng([seed, HOLD_OUT_STREAM]).permutation(len(x_train))
+        x_val, y_val = x_train[order[:n_val]], y_train[order[:n_val]]
+        x_train, y_train = x_train[order[n_val:]], y_train[order[n_val:]]
+    num_classes = (len(dataset.class_names) if dataset.class_names is not None
+                   else int(max(y_train.max(), dataset.y_test.max())) + 1)
+    return TrainingData(x_train, y_train, x_val, y_val, dataset.x_test, dataset.y_test, dataset.class_names,
+                        num_classes, fingerprint(x_train, y_train))

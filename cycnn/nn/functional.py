@@ -1,0 +1,146 @@
+"""The layers' math as stateless functions with explicit caches (CS231n's and ``torch.nn.functional``'s style).
+
+Each ``*_forward`` returns ``(y, cache)`` and each ``*_backward`` takes the output gradient and that cache and
+returns the input gradient (``None`` when ``input_grad`` is false) and, for layers with weights, their gradients.
+Inputs are NCHW (dense: (N, features)) C-contiguous arrays of the weights' dtype, float32 or float64: the layer
+classes (``cycnn.nn.layers``) convert and check them; these functions do the arithmetic.
+
+The hot loops run in the Cython kernels of ``src_ext/``; a convolution's matrix products go to BLAS through
+``cycnn.nn.gemm.matmul``, a dense layer's to cycnn's own vector kernel through ``cycnn.nn.gemm.dense``.
+A ``Workspace`` keeps scratch arrays between calls, so a training step does not allocate them again.
+"""
+import numpy as np
+
+from cycnn.nn import _activation, _conv, _pool, gemm
+
+
+class Workspace:
+    """Scratch arrays reused across calls while their shape and dtype stay the same (contents undefined)."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype):
+        array = self._arrays.get(name)
+        if array is None or array.shape != tuple(shape) or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return array
+
+    def clear(self):
+        self._arrays = {}
+
+
+def conv_output_size(h, w, kh, kw, stride, padding):
+    """(OH, OW) of a convolution (or a pooling window, with padding 0): floor((H + 2p - k) / s) + 1."""
+    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+
+
+# --- convolution ------------------------------------------------------------------------------------------------
+
+def conv2d_forward(x, W, b, stride=1, padding=0, relu=False, workspace=None):
+    """y = act(conv(x, W) + b) as im2col + one GEMM (Caffe's design); W is (F, C, kh, kw)."""
+    ws = workspace or Workspace()
+    n = x.shape[0]
+    f, _, kh, kw = W.shape
+    oh, ow = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    cols = ws.get("cols", (n * oh * ow, W[0].size), x.dtype)
+    _conv.im2col(x, kh, kw, stride, padding, cols)
+    rows = ws.get("rows", (n * oh * ow, f), x.dtype)
+    gemm.matmul(cols, W.reshape(f, -1).T, out=rows)
+    y = np.empty((n, f, oh, ow), dtype=x.dtype)
+    _conv.rows_to_nchw(rows, b, relu, y.reshape(n, f, oh * ow))
+    return y, (x.shape, cols, W, y, stride, padding, relu, ws)
+
+
+def conv2d_backward(dy, cache, input_grad=True):
+    """(dx, dW, db) of ``conv2d_forward``; dx is None without ``input_grad``."""
+    x_shape, cols, W, y, stride, padding, relu, ws = cache
+    n, f = y.shape[0], y.shape[1]
+    drows = ws.get("rows", (cols.shape[0], f), y.dtype)
+    _conv.nchw_to_rows(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, drows)
+    db = drows.sum(axis=0)
+    dW = gemm.matmul(drows.T, cols).reshape(W.shape)
+    if not input_grad:
+        return None, dW, db
+    dcols = cols  # cols is no longer needed: its memory takes the column gradient
+    gemm.matmul(drows, W.reshape(f, -1), out=dcols)
+    dx = np.empty(x_shape, dtype=y.dtype)
+    _conv.col2im(dcols, W.shape[2], W.shape[3], stride, padding, dx)
+    return dx, dW, db
+
+
+# --- pooling, activation, reshaping, dropout --------------------------------------------------------------------
+
+def maxpool2d_forward(x, pool_size, stride, workspace=None):
+    """Max over each window (floored output size); ties go to the first maximum, whose index is cached."""
+    ws = workspace or Workspace()
+    (ph, pw), (sh, sw) = pool_size, stride
+    oh, ow = (x.shape[2] - ph) // sh + 1, (x.shape[3] - pw) // sw + 1
+    y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+    argmax = ws.get("argmax", y.shape, np.int32)
+    _pool.maxpool_forward(x, ph, pw, sh, sw, y, argmax)
+    return y, (x.shape, argmax)
+
+
+def maxpool2d_backward(dy, cache):
+    """Each window's gradient goes to its winner."""
+    x_shape, argmax = cache
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _pool.maxpool_backward(dy, argmax, dx)
+    return dx
+
+
+def relu_forward(x):
+    y = np.empty_like(x)
+    _activation.relu_forward(x.reshape(-1), y.reshape(-1))
+    return y, y
+
+
+def relu_backward(dy, cache):
+    """The gradient passes where the output is positive (at exactly 0 it is taken as 0)."""
+    y = cache
+    dx = np.empty_like(y)
+    _activation.relu_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+def flatten_forward(x):
+    return x.reshape(x.shape[0], -1), x.shape
+
+
+def flatten_backward(dy, cache):
+    return dy.reshape(cache)
+
+
+def dropout_forward(x, p, rng, training=True):
+    """Inverted dropout: in training, zero each unit with probability p and scale the rest by 1/(1-p)."""
+    if not training or p == 0:
+        return x, None
+    keep = rng.random(x.shape, dtype=np.float32) >= p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dy, cache):
+    mask = cache
+    return dy if mask is None else dy * mask
+
+
+# --- dense ------------------------------------------------------------------------------------------------------
+
+def dense_forward(x, W, b, relu=False):
+    """y = act(x @ W + b) with W of shape (in_features, out_features)."""
+    y = gemm.dense(x, W)
+    y += b
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y, (x, W, y, relu)
+
+
+def dense_backward(dy, cache, input_grad=True):
+    """(dx, dW, db) of ``dense_forward``; dx is None without ``input_grad``."""
+    x, W, y, relu = cache
+    dz = np.where(y > 0, dy, 0).astype(y.dtype, copy=False) if relu else dy
+    db = dz.sum(axis=0)
+    dW = gemm.dense(x.T, dz)
+    return (gemm.dense(dz, W.T) if input_grad else None), dW, db

@@ -1,0 +1,176 @@
+"""The training log: one JSON object per line, written while a run trains, read back to plot it.
+
+Every record has a ``type``:
+
+- ``run``, the first record: the architecture, the optimizer, the training configuration, the seed and the versions
+  of cycnn, numpy and Python (and whatever the caller adds, such as the data used).
+- ``step``, every ``every`` steps (and on the first and on each epoch's last): the step's loss and batch
+  accuracy, the mean loss and accuracy since the previous step record, the learning rate, images/s; per layer the
+  mean forward and backward time in ms over the ``timed_steps`` steps since the previous record (the logged step
+  itself also runs an extra layer-by-layer pass to record every output, so it is left out unless it is the only
+  one) and the mean and the fraction of zeros of its output for the first ``OBSERVED_IMAGES`` (16) images of this
+  step's batch (recorded in eval mode, so without dropout); per parameter tensor the gradient norm, the weight norm and the
+  update-to-weight ratio ||W_after - W_before|| / ||W_before||.
+- ``epoch``: train and validation loss and accuracy, and the epoch's wall time.
+
+The costly figures (a copy of the weights, every layer's output) are only taken on the logged steps, so logging
+at the default interval costs about 2% of the training throughput (see the README).
+"""
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from cycnn.errors import CycnnError, DataError
+from cycnn.train.callbacks import Callback
+from cycnn.version import __version__
+
+DEFAULT_EVERY = 50
+
+
+def _norm(array):
+    return float(np.linalg.norm(array.ravel()))
+
+
+class RunLog(Callback):
+    """Writes the JSON-lines log of a run to ``path``; ``append`` continues the log of a resumed run."""
+
+    def __init__(self, path, every=DEFAULT_EVERY, run_info=None, append=False):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise CycnnError(f"the log interval must be a positive number of steps, received {every!r}")
+        self.path, self.every, self.run_info, self.append = os.fspath(path), every, dict(run_info or {}), append
+        self.file = None
+        self._before = None
+
+    def logs_step(self, global_step, last_of_epoch=False):
+        """Whether step number ``global_step`` (counting from 1) gets a step record."""
+        return global_step == 1 or global_step % self.every == 0 or last_of_epoch
+
+    # --- callback hooks -------------------------------------------------------------------------------------
+    def on_train_begin(self, trainer):
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # as the model's save does
+            self.file = open(self.path, "a" if self.append else "w", encoding="utf-8")
+        except OSError as exc:
+            raise CycnnError(f"{self.path}: cannot write the training log ({exc.strerror})") from None
+        self._started = time.perf_counter()
+        self._reset_interval(len(trainer.model.layers))
+        self.write({"type": "run", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "resumed_at_step": trainer.state.global_step if self.append else None,
+                    "architecture": trainer.model.get_config(), "layer_names": trainer.model.layer_names(),
+                    "parameters": trainer.model.parameter_count, "optimizer": trainer.optimizer.get_config(),
+                    "train": trainer.settings.to_dict(), "seed": trainer.settings.seed, "log_every": self.every,
+                    "versions": {"cycnn": __version__, "numpy": np.__version__,
+                                 "python": platform.python_version()},
+                    **self.run_info})
+
+    def on_step_begin(self, trainer, info):
+        if self.logs_step(trainer.state.global_step + 1, info["step"] == info["steps"] - 1):
+            self._before = {key: param.copy() for key, param, _ in trainer.model.parameters()}
+            trainer.observe_next_step()
+
+    def on_step_end(self, trainer, info):
+        timer = trainer.timer
+        if trainer.step_observed:  # a step that also ran layer by layer to record the outputs: not typical
+            self._kept_timings = (list(timer.forward), list(timer.backward))
+        else:
+            for i, (f, b) in enumerate(zip(timer.forward, timer.backward)):
+                self._forward[i] += f
+                self._backward[i] += b
+            self._timed_steps += 1
+        self._images += info["batch_size"]
+        self._seconds += info["seconds"]
+        self._loss += info["loss"] * info["batch_size"]
+        self._correct += info["accuracy"] * info["batch_size"]
+        if self._before is not None:
+            self.write(self.step_record(trainer, info))
+            self._before = None
+            self._reset_interval(len(trainer.model.layers))
+
+    def on_epoch_end(self, trainer, record):
+        self.write({"type": "epoch", "step": trainer.state.global_step, **record})
+
+    def on_train_end(self, trainer):
+        self.close()
+
+    # --- records --------------------------------------------------------------------------------------------
+    def step_record(self, trainer, info):
+        model = trainer.model
+        if self._timed_steps:
+            ms = 1000.0 / self._timed_steps
+            forward, backward = [f * ms for f in self._forward], [b * ms for b in self._backward]
+        else:
+            forward, backward = ([t * 1000.0 for t in times] for times in self._kept_timings)
+        activations = (trainer.activations.outputs if trainer.step_observed else None) or [None] * len(model.layers)
+        layers = []
+        for i, (name, out) in enumerate(zip(model.layer_names(), activations)):
+            entry = {"layer": name, "forward_ms": forward[i], "backward_ms": backward[i]}
+            if i in model.fused_into:
+                entry["timed_with"] = model.fused_into[i]
+            if out is not None:
+                entry["activation_mean"] = float(out.mean(dtype=np.float64))
+                entry["activation_zeros"] = 1.0 - np.count_nonzero(out) / out.size
+            layers.append(entry)
+        params = {}
+        for key, param, grad in model.parameters():
+            before = self._before[key]
+            before_norm = _norm(before)
+            params[key] = {"grad_norm": None if grad is None else _norm(grad), "weight_norm": _norm(param),
+                           "update_ratio": _norm(param - before) / before_norm if before_norm > 0 else None}
+        return {"type": "step", "step": trainer.state.global_step, "epoch": info["epoch"] + 1,
+                "epoch_step": info["step"] + 1, "steps_per_epoch": info["steps"], "loss": info["loss"],
+                "accuracy": info["accuracy"], "interval_loss": self._loss / self._images,
+                "interval_accuracy": self._correct / self._images, "lr": info["lr"],
+                "images_per_s": self._images / max(self._seconds, 1e-9),
+                "elapsed_s": time.perf_counter() - self._started, "timed_steps": self._timed_steps,
+                "layers": layers, "params": params}
+
+    def write(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _reset_interval(self, n_layers):
+        self._forward, self._backward = [0.0] * n_layers, [0.0] * n_layers
+        self._timed_steps = self._images = 0
+        self._seconds = self._loss = self._correct = 0.0
+
+
+def read_log(path):
+    """The records of a log file. Where a resumed run logged a step again, the later record wins."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the training log ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a training log (not UTF-8 text)") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break  # a line cut short by a run that is still writing or was killed
+            raise DataError(f"{path}: line {number} is not JSON; is this a cycnn training log?") from None
+        if not isinstance(record, dict) or "type" not in record:
+            raise DataError(f"{path}: line {number} has no record type; is this a cycnn training log?")
+        records.append(record)
+    if not records or records[0]["type"] != "run":
+        raise DataError(f"{path}: does not start with a run record; is this a cycnn training log?")
+    return records
+
+
+def latest(records, kind):
+    """The records of one type, in order of their step, keeping only the last record written for each step."""
+    key = "step" if kind == "step" else "epoch"
+    by_key = {r[key]: r for r in records if r["type"] == kind and key in r}
+    return [by_key[k] for k in sorted(by_key)]

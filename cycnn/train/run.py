@@ -1,0 +1,138 @@
+"""A whole training run as the command line does it, as a library object: a new run or a resumed one, its
+callbacks, stopping cleanly on Ctrl-C or SIGTERM, the final test and the saved model.
+
+``cycnn train`` parses its flags into a ``RunSettings``, builds a ``TrainingRun`` with ``TrainingRun.start`` or
+``TrainingRun.resume`` and calls ``execute()``; a script can do the same.
+"""
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cycnn.data.datasets import check_model_fits, load_data
+from cycnn.data.splits import training_data
+from cycnn.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from cycnn.io.model_file import save_model
+from cycnn.io.paths import check_writable
+from cycnn.nn.optim import make_optimizer
+from cycnn.train.callbacks import Checkpointer, DivergenceStop, LayerTimes, ProgressBar, TargetAccuracy
+from cycnn.train.checkpoint import load_checkpoint
+from cycnn.train.evaluation import evaluate
+from cycnn.train.log import RunLog
+from cycnn.train.trainer import Trainer
+
+
+def default_checkpoint(out):
+    """Where a run's checkpoint goes unless told: beside the model, ``NAME.ckpt.npz``."""
+    out = Path(out)
+    return str(out.with_name(out.stem + ".ckpt.npz"))
+
+
+def default_log(out):
+    """Where a run's training log goes unless told: beside the model, ``NAME.log.jsonl``."""
+    out = Path(out)
+    return str(out.with_name(out.stem + ".log.jsonl"))
+
+
+class TrainingRun:
+    """One run: the model, its optimizer, the data split, the callbacks and where everything is written."""
+
+    def __init__(self, model, optimizer, settings, data, state=None, quiet=False, verbose=False,
+                 target_accuracy=None, callbacks=(), echo=print):
+        check_model_fits(model, data.x_train, data.y_train, "the training data")
+        self.model, self.optimizer, self.data, self.echo = model, optimizer, data, echo
+        self.resumed = state is not None
+        settings.checkpoint = settings.checkpoint or default_checkpoint(settings.out)
+        settings.log = settings.log or default_log(settings.out)
+        self.settings = settings
+        check_writable(settings.out, "--out")
+        check_writable(settings.checkpoint, "--checkpoint")
+        self.progress = ProgressBar(quiet, echo)
+        self.checkpointer = Checkpointer(settings.checkpoint, settings.checkpoint_every, resumed=self.resumed)
+        info = {"data_dir": settings.data_dir, "dataset": settings.dataset, "limit_train": settings.limit_train,
+                "val_split": settings.val_split, "out": settings.out, "train_images": len(data.x_train),
+                "val_images": 0 if data.x_val is None else len(data.x_val)}
+        self.target = None if target_accuracy is None else TargetAccuracy(data.x_test, data.y_test, target_accuracy)
+        every = [self.target] if self.target else []
+        every += [self.progress, self.checkpointer, RunLog(settings.log, settings.log_every, info, self.resumed),
+                  DivergenceStop(), *([LayerTimes(echo)] if verbose else []), *callbacks]
+        self.trainer = Trainer(model, optimizer, settings, every, state)
+
+    @classmethod
+    def start(cls, settings, architecture, **options):
+        """A new run of ``settings`` on a network built from ``architecture`` (a function of the data split that
+        returns a model, so that the network can be fitted to the data's image size and classes)."""
+        if options.get("target_accuracy") is not None and not 0 < options["target_accuracy"] <= 1:
+            raise ConfigError(f"--target-accuracy must be in (0, 1], received {options['target_accuracy']}")
+        data = _split(settings)
+        settings.data_sha256 = data.fingerprint
+        return cls(architecture(data), make_optimizer(settings.optimizer, settings.lr), settings, data, **options)
+
+    @classmethod
+    def resume(cls, checkpoint, overrides=None, **options):
+        """The run saved in ``checkpoint``, continued on the same data (checked by its fingerprint);
+        ``overrides`` may change the settings that do not decide the computation (where files go)."""
+        model, optimizer, state, settings = load_checkpoint(checkpoint)
+        for name, value in (overrides or {}).items():
+            setattr(settings, name, value)
+        settings.checkpoint = str(checkpoint)
+        settings.__post_init__()
+        data = _split(settings)
+        if settings.data_sha256 not in (None, data.fingerprint):
+            raise ConfigError(f"{checkpoint}: the training data differs from the data this run started with; a "
+                              "resumed run must see the same images to continue exactly")
+        return cls(model, optimizer, settings, data, state=state, **options)
+
+    def execute(self):
+        """Train, then test and save the model; returns the run's figures (what ``--json`` prints).
+
+        Ctrl-C or SIGTERM finish the current step, write a checkpoint and raise TrainingInterrupted with the
+        command that resumes; a divergence raises TrainingDiverged naming the last good checkpoint.
+        """
+        started = time.perf_counter()
+        trainer, data = self.trainer, self.data
+        self._train()
+        reached = self.target.reached if self.target is not None else None
+        if trainer.stop_requested and trainer.state.epoch < self.settings.epochs and reached is None:
+            self.checkpointer.save(trainer)
+            raise TrainingInterrupted(f"interrupted at epoch {trainer.state.epoch + 1}, step {trainer.state.step}; "
+                                      f"resume with: cycnn train --resume {self.settings.checkpoint}")
+        test_loss, test_acc = evaluate(self.model, data.x_test, data.y_test)
+        state = trainer.state
+        summary = {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": state.epoch,
+                   "wall_s": time.perf_counter() - started, "train_seconds": state.train_seconds,
+                   "train_images_per_s": len(data.x_train) * len(state.history) / max(state.train_seconds, 1e-9),
+                   "model": self.settings.out, "history": state.history}
+        if self.target is not None:
+            summary.update(reached or {"time_to_target_s": None, "target_accuracy": self.target.target})
+        save_model(self.model, self.settings.out, metadata={
+            "test_accuracy": test_acc, "test_loss": test_loss, "train": self.settings.to_dict(),
+            "history": state.history})
+        return summary
+
+    def _train(self):
+        trainer = self.trainer
+
+        def request_stop(signum, frame):
+            """Ctrl-C or SIGTERM: finish the current step, then checkpoint and exit. A second Ctrl-C aborts."""
+            trainer.stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a divergence is reported instead
+                trainer.fit(self.data.x_train, self.data.y_train, self.data.x_val, self.data.y_val)
+        except TrainingDiverged as exc:
+            kept = (f"the last good checkpoint is {self.settings.checkpoint}" if self.checkpointer.written
+                    else "no checkpoint was written before it")
+            raise TrainingDiverged(f"{exc}; {kept}") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.progress.close()
+
+
+def _split(settings):
+    dataset = load_data(settings.data_dir, settings.dataset)
+    return training_data(dataset, settings.limit_train, settings.val_split, settings.seed)
