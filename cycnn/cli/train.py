@@ -2,11 +2,12 @@
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 
-from cycnn.cli.common import float_list, int_list, setup_threads
+from cycnn.cli.common import THREADS_HELP, float_list, int_list, setup_threads
 from cycnn.errors import ConfigError, TrainingDiverged
 from cycnn.io import architecture
 from cycnn.train.run import TrainingRun
@@ -20,6 +21,26 @@ LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout")
 FIXED_FLAGS = tuple(name for name in RESUME_FIXED if name not in ("data_sha256", "max_degrees", "max_shift"))
 
 
+# The longer flag descriptions, kept here so that the command's signature reads as a list of flags.
+HELP = {
+    "augment": "Random rotation (±10°) and shift (±2 px) per image.",
+    "data_dir": "A directory of IDX files in MNIST's layout, or of images with one subfolder per class "
+                "(default: the bundled MNIST).",
+    "dataset": "A named dataset: mnist, or fashion-mnist (from Debian's dataset-fashion-mnist package).",
+    "arch": "Architecture file (JSON or TOML) instead of the layer flags (default: the reference network's file).",
+    "conv": "Output channels of each conv block (conv + ReLU + max-pool) (reference: 32,64).",
+    "kernel": "Kernel size per conv layer (one value applies to all) (reference: 3).",
+    "pool": "Max-pool window after each conv layer (1 for none) (reference: 2).",
+    "dropout": "Dropout after each hidden dense layer (one value applies to all; reference: 0.2).",
+    "log": "The training log, JSON lines (default: next to --out, <name>.log.jsonl).",
+    "verbose": "Print each layer's forward and backward time at the end of each epoch.",
+    "live": "Serve a page on 127.0.0.1 that shows the training as it happens.",
+    "keep_serving": "Keep the --live page up after training, until Ctrl+C.",
+    "target_accuracy": "Test after every epoch and stop at this test accuracy (e.g. 0.99); reports the training "
+                       "time it took.",
+}
+
+
 def train(
     ctx: typer.Context,
     epochs: int = typer.Option(6, help="Passes over the training set."),
@@ -28,70 +49,38 @@ def train(
     optimizer: str = typer.Option("adam", help="adam or sgd (with momentum 0.9)."),
     lr_schedule: str = typer.Option("cosine", help="constant, or cosine decay to 0 over the run."),
     seed: int = typer.Option(0, help="Seed for initialization, data order, augmentation and dropout."),
-    threads: Optional[int] = typer.Option(None, help="Threads for the kernels and BLAS (default: all cores)."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random rotation (±10°) and shift (±2 px) "
-                                                                         "per image."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help=HELP["augment"]),
     limit_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
     val_split: float = typer.Option(0.05, help="Fraction of the training images held out for validation."),
-    data_dir: Optional[Path] = typer.Option(None, help="A directory of IDX files in MNIST's layout, or of images "
-                                                       "with one subfolder per class (default: the bundled MNIST)."),
-    dataset: Optional[str] = typer.Option(None, help="A named dataset: mnist, or fashion-mnist (from Debian's "
-                                                     "dataset-fashion-mnist package)."),
+    data_dir: Optional[Path] = typer.Option(None, help=HELP["data_dir"]),
+    dataset: Optional[str] = typer.Option(None, help=HELP["dataset"]),
     out: Path = typer.Option(Path("cycnn-model.npz"), help="Where to save the trained model."),
-    arch: Optional[Path] = typer.Option(None, help="Architecture file (JSON or TOML) instead of the layer flags "
-                                                   "(default: the reference network's file)."),
-    conv: Optional[str] = typer.Option(None, help="Output channels of each conv block (conv + ReLU + max-pool) "
-                                                  "(reference: 32,64)."),
-    kernel: Optional[str] = typer.Option(None, help="Kernel size per conv layer (one value applies to all) "
-                                                    "(reference: 3)."),
+    arch: Optional[Path] = typer.Option(None, help=HELP["arch"]),
+    conv: Optional[str] = typer.Option(None, help=HELP["conv"]),
+    kernel: Optional[str] = typer.Option(None, help=HELP["kernel"]),
     padding: Optional[int] = typer.Option(None, help="Zero padding of every conv layer (reference: 0)."),
-    pool: Optional[int] = typer.Option(None, help="Max-pool window after each conv layer (1 for none) "
-                                                  "(reference: 2)."),
+    pool: Optional[int] = typer.Option(None, help=HELP["pool"]),
     dense: Optional[str] = typer.Option(None, help="Widths of the hidden dense layers (reference: 128)."),
-    dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden dense layer (one value applies to "
-                                                     "all; reference: 0.2)."),
+    dropout: Optional[str] = typer.Option(None, help=HELP["dropout"]),
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: next to --out)."),
     checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
-    target_accuracy: Optional[float] = typer.Option(None, help="Test after every epoch and stop at this test "
-                                                                "accuracy (e.g. 0.99); reports the training time "
-                                                                "it took."),
+    target_accuracy: Optional[float] = typer.Option(None, help=HELP["target_accuracy"]),
     json_output: bool = typer.Option(False, "--json", help="End with a JSON line of the run's figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
-    log: Optional[Path] = typer.Option(None, help="The training log, JSON lines (default: next to --out, "
-                                                  "<name>.log.jsonl)."),
+    log: Optional[Path] = typer.Option(None, help=HELP["log"]),
     log_every: int = typer.Option(50, help="Write a step record to the log every N steps."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each layer's forward and backward time "
-                                                                "at the end of each epoch."),
-    live: bool = typer.Option(False, "--live", help="Serve a page on 127.0.0.1 that shows the training as it "
-                                                    "happens."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=HELP["verbose"]),
+    live: bool = typer.Option(False, "--live", help=HELP["live"]),
     port: int = typer.Option(8765, help="Port of the --live page (0: any free port)."),
     live_interval: float = typer.Option(2.0, help="Seconds between two snapshots for the --live page."),
-    keep_serving: bool = typer.Option(False, "--keep-serving", help="Keep the --live page up after training, "
-                                                                   "until Ctrl+C."),
+    keep_serving: bool = typer.Option(False, "--keep-serving", help=HELP["keep_serving"]),
 ):
     """Train a CNN (the reference network by default) on MNIST or another dataset and save it."""
-    given = _given_on_command_line(ctx)
+    flags = SimpleNamespace(**locals())
     setup_threads(threads)
-    options = {"quiet": quiet, "verbose": verbose, "target_accuracy": target_accuracy, "echo": typer.echo}
-    if resume is not None:
-        fixed = [name for name in (*FIXED_FLAGS, *LAYER_FLAGS, "out", "checkpoint", "checkpoint_every")
-                 if name in given]
-        if fixed:
-            raise ConfigError(f"--resume continues the run with the settings stored in {resume}; drop "
-                              + ", ".join("--" + name.replace("_", "-") for name in fixed))
-        overrides = {"log": str(log)} if log is not None else {}
-        run = TrainingRun.resume(resume, overrides, **options)
-    else:
-        settings = RunSettings(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                               lr_schedule=lr_schedule, seed=seed, augment=augment, limit_train=limit_train,
-                               val_split=val_split, data_dir=_text(data_dir), dataset=dataset, out=str(out),
-                               checkpoint=_text(checkpoint), checkpoint_every=checkpoint_every, log=_text(log),
-                               log_every=log_every)
-        flags = {"arch": arch, "conv": conv, "kernel": kernel, "padding": padding, "pool": pool, "dense": dense,
-                 "dropout": dropout}
-        run = TrainingRun.start(settings, lambda data: architecture.build(_architecture(flags, data), seed=seed),
-                                **options)
+    run = _resumed_run(ctx, flags) if resume is not None else _new_run(flags)
     live_view = _start_live(port, live_interval, run) if live else None
     _announce(run, quiet)
     try:
@@ -100,17 +89,34 @@ def train(
         if live_view:
             live_view.finish(run.trainer, status="failed")
         raise
-    _report(summary, run.settings.out, target_accuracy)
-    if json_output:
-        typer.echo(json.dumps(summary))
-    if live_view:
-        live_view.finish(run.trainer, status="finished", test_accuracy=summary["test_accuracy"],
-                         test_loss=summary["test_loss"])
-        _stop_live(live_view.server, keep_serving)
+    _report(summary, flags, run, live_view)
 
 
-def _given_on_command_line(ctx):
-    return {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+def _run_options(flags):
+    return {"quiet": flags.quiet, "verbose": flags.verbose, "target_accuracy": flags.target_accuracy,
+            "echo": typer.echo}
+
+
+def _new_run(flags):
+    settings = RunSettings(epochs=flags.epochs, batch_size=flags.batch_size, optimizer=flags.optimizer, lr=flags.lr,
+                           lr_schedule=flags.lr_schedule, seed=flags.seed, augment=flags.augment,
+                           limit_train=flags.limit_train, val_split=flags.val_split, data_dir=_text(flags.data_dir),
+                           dataset=flags.dataset, out=str(flags.out), checkpoint=_text(flags.checkpoint),
+                           checkpoint_every=flags.checkpoint_every, log=_text(flags.log), log_every=flags.log_every)
+    layers = {name: getattr(flags, name) for name in LAYER_FLAGS}
+    return TrainingRun.start(settings, lambda data: architecture.build(_architecture(layers, data), seed=flags.seed),
+                             **_run_options(flags))
+
+
+def _resumed_run(ctx, flags):
+    """The checkpoint's run; flags that would change what it computes or where it writes are refused."""
+    given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+    fixed = [name for name in (*FIXED_FLAGS, *LAYER_FLAGS, "out", "checkpoint", "checkpoint_every") if name in given]
+    if fixed:
+        raise ConfigError(f"--resume continues the run with the settings stored in {flags.resume}; drop "
+                          + ", ".join("--" + name.replace("_", "-") for name in fixed))
+    overrides = {"log": str(flags.log)} if flags.log is not None else {}
+    return TrainingRun.resume(flags.resume, overrides, **_run_options(flags))
 
 
 def _text(path):
@@ -158,14 +164,22 @@ def _announce(run, quiet):
         typer.echo(f"resuming at epoch {run.trainer.state.epoch + 1}, step {run.trainer.state.step + 1}")
 
 
-def _report(summary, out, target_accuracy):
+def _report(summary, flags, run, live_view):
+    """The run's closing lines (and JSON), and the live page's final state."""
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}); "
-               f"{summary['train_images_per_s']:,.0f} images/s; model saved to {out}")
-    if target_accuracy is not None:
+               f"{summary['train_images_per_s']:,.0f} images/s; model saved to {summary['model']}")
+    target = flags.target_accuracy
+    if target is not None:
         reached = summary.get("target_epoch") is not None
-        typer.echo(f"reached {target_accuracy:.2%} test accuracy after {summary['time_to_target_s']:.1f} s of "
+        typer.echo(f"reached {target:.2%} test accuracy after {summary['time_to_target_s']:.1f} s of "
                    f"training (epoch {summary['target_epoch']})" if reached else
-                   f"did not reach {target_accuracy:.2%} test accuracy in {summary['epochs']} epochs")
+                   f"did not reach {target:.2%} test accuracy in {summary['epochs']} epochs")
+    if flags.json_output:
+        typer.echo(json.dumps(summary))
+    if live_view:
+        live_view.finish(run.trainer, status="finished", test_accuracy=summary["test_accuracy"],
+                         test_loss=summary["test_loss"])
+        _stop_live(live_view.server, flags.keep_serving)
 
 
 def _start_live(port, interval, run):

@@ -5,7 +5,18 @@ state, so a model nobody observes pays for neither.
 """
 
 
-class LayerTimer:
+class _Observer:
+    """An observer holds the handle of the hook it registered, so that it can detach itself."""
+
+    _handle = None
+
+    def detach(self):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+class LayerTimer(_Observer):
     """Seconds per layer of the last forward and backward pass: ``forward[i]``, ``backward[i]``.
 
     A fused step's time is counted on its first layer and the layers it absorbed show 0
@@ -13,18 +24,13 @@ class LayerTimer:
     """
 
     def __init__(self):
-        self.forward, self.backward, self._handle = [], [], None
+        self.forward, self.backward = [], []
 
     def attach(self, model):
         self.forward = [0.0] * len(model.layers)
         self.backward = [0.0] * len(model.layers)
         self._handle = model.register_step_hook(self._record)
         return self
-
-    def detach(self):
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def _record(self, direction, first, count, seconds):
         times = self.forward if direction == "forward" else self.backward
@@ -33,7 +39,7 @@ class LayerTimer:
             times[i] = 0.0
 
 
-class ActivationRecorder:
+class ActivationRecorder(_Observer):
     """While ``armed``, the next forward pass also records every layer's output for its first ``images`` images
     (``outputs``: one array per layer), in an extra layer-by-layer pass in eval mode (``Sequential.layer_outputs``),
     so the pass it observes computes exactly what it would have unobserved. It disarms itself after one pass."""
@@ -42,16 +48,10 @@ class ActivationRecorder:
         self.images = images
         self.armed = False
         self.outputs = None
-        self._handle = None
 
     def attach(self, model):
         self._handle = model.register_forward_pre_hook(self._record)
         return self
-
-    def detach(self):
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def _record(self, model, x):
         if not self.armed:

@@ -9,8 +9,8 @@ Every record has a ``type``:
   mean forward and backward time in ms over the ``timed_steps`` steps since the previous record (the logged step
   itself also runs an extra layer-by-layer pass to record every output, so it is left out unless it is the only
   one) and the mean and the fraction of zeros of its output for the first ``OBSERVED_IMAGES`` (16) images of this
-  step's batch (recorded in eval mode, so without dropout); per parameter tensor the gradient norm, the weight norm and the
-  update-to-weight ratio ||W_after - W_before|| / ||W_before||.
+  step's batch (recorded in eval mode, so without dropout); per parameter tensor the gradient norm, the weight norm
+  and the update-to-weight ratio ||W_after - W_before|| / ||W_before||.
 - ``epoch``: train and validation loss and accuracy, and the epoch's wall time.
 
 The costly figures (a copy of the weights, every layer's output) are only taken on the logged steps, so logging

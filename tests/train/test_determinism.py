@@ -1,6 +1,6 @@
 """Determinism of whole training runs: the same seed and data give the same weights bit for bit, whatever the
 number of threads (the kernels split work by image, output channel or fixed blocks of the result, and no sum is
-ever split across threads). tests/test_kernels_checked.py checks the same property layer by layer on odd shapes."""
+ever split across threads). tests/nn/test_kernels_checked.py checks the same property layer by layer on odd shapes."""
 import numpy as np
 import pytest
 

@@ -122,6 +122,7 @@ def start_live_training(tmp_path, *extra):
     return process, match.group(1)
 
 
+@pytest.mark.slow
 def test_train_live_serves_the_run_while_it_trains(tmp_path):
     process, url = start_live_training(tmp_path)
     try:
@@ -153,6 +154,7 @@ def test_train_live_serves_the_run_while_it_trains(tmp_path):
         process.stderr.close()
 
 
+@pytest.mark.slow
 def test_keep_serving_stays_up_until_interrupted(tmp_path):
     process, url = start_live_training(tmp_path, "--keep-serving", "--epochs", "1", "--limit-train", "200")
     try:

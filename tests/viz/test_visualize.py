@@ -72,6 +72,7 @@ def check_png(data):
     return pixels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_figure_is_a_png_that_depends_on_the_model(runs, name):
     first, second = (visualize.png_bytes(FIGURES[name](run)) for run in runs)
@@ -79,6 +80,7 @@ def test_figure_is_a_png_that_depends_on_the_model(runs, name):
     assert a.shape != b.shape or np.any(a != b), f"{name}: the same picture for two different models"
 
 
+@pytest.mark.slow
 def test_pictures_lists_every_figure_for_each_chosen_image(runs):
     run = runs[0]
     chosen = [("test0", "test image #0", run["images"][0]), ("mine", "my digit", run["images"][5])]
@@ -106,6 +108,7 @@ OTHER_ARCHITECTURES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(OTHER_ARCHITECTURES))
 def test_other_architectures_draw(mnist, tmp_path, name):
     """The pictures that depend on the layers (up to the dense layers' one) for other layer stacks."""
@@ -147,6 +150,7 @@ def cli_model(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys):
     out = tmp_path / "viz"
     code, stdout, err = run_cli(["visualize", cli_model, "--out", out, "--index", "7", "--count", "6"], capsys)
@@ -161,6 +165,7 @@ def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys):
     assert f"wrote {len(expected)} pictures" in stdout
 
 
+@pytest.mark.slow
 def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, capsys, digit_png):
     """The report, here for an image file instead of a test image."""
     page = tmp_path / "report.html"

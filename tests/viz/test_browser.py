@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
                                                          "chromium; .ci/run installs it), so no browser test")
 
 
+@pytest.mark.slow
 def test_live_page_draws_in_chromium(tmp_path):
     process, url = start_live_training(tmp_path, "--keep-serving", "--epochs", "1", "--limit-train", "600")
     try:

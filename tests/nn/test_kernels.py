@@ -6,6 +6,7 @@ import pytest
 
 from cycnn.nn import _activation, _conv, _dense, _pool
 from cycnn.data import _augment
+from oracles import im2col_reference, maxpool_reference, out_size
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -23,29 +24,6 @@ CONV_CASES = [
 def _ids(case):
     (kh, kw), stride, pad, shape = case
     return f"k{kh}x{kw}-s{stride}-p{pad}-{'x'.join(map(str, shape))}"
-
-
-def out_size(size, k, stride, pad):
-    return (size + 2 * pad - k) // stride + 1
-
-
-def im2col_reference(x, kh, kw, stride, pad):
-    """One row per output pixel (n, oh, ow); columns ordered (c, i, j), with zeros where the patch is padding."""
-    n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
-    cols = np.zeros((n * oh * ow, c * kh * kw), dtype=x.dtype)
-    for b in range(n):
-        for r in range(oh):
-            for s in range(ow):
-                col = 0
-                for ch in range(c):
-                    for i in range(kh):
-                        for j in range(kw):
-                            hh, ww = r * stride + i - pad, s * stride + j - pad
-                            if 0 <= hh < h and 0 <= ww < w:
-                                cols[(b * oh + r) * ow + s, col] = x[b, ch, hh, ww]
-                            col += 1
-    return cols
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -158,20 +136,6 @@ POOL_CASES = [
     ((1, 1, 4, 6), (4, 6), (1, 1), (1, 1)),
     ((1, 2, 8, 8), (2, 2), (3, 3), (3, 3)),  # stride larger than the window: some pixels are skipped
 ]
-
-
-def maxpool_reference(x, ph, pw, sh, sw):
-    """Window maxima and the flat index h*W + w of each window's first (row-major) maximum."""
-    n, c, h, w = x.shape
-    oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
-    y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    arg = np.empty((n, c, oh, ow), dtype=np.int32)
-    for b, ch, r, s in itertools.product(range(n), range(c), range(oh), range(ow)):
-        window = x[b, ch, r * sh:r * sh + ph, s * sw:s * sw + pw]
-        i, j = np.unravel_index(np.argmax(window), window.shape)  # np.argmax returns the first maximum
-        y[b, ch, r, s] = window[i, j]
-        arg[b, ch, r, s] = (r * sh + i) * w + s * sw + j
-    return y, arg
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -87,6 +87,7 @@ def test_bundled_mnist_labels(mnist):
     assert np.bincount(y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+@pytest.mark.slow
 def test_bundled_mnist_pixels(mnist):
     """Mean 33.318 and std 78.567 (0.1307 and 0.3081 of 255), from the histogram to avoid a 376 MB float copy."""
     counts = np.bincount(mnist[0].ravel(), minlength=256)

@@ -1,6 +1,6 @@
 """Every kernel, through the layers that call it, on odd shapes: the results do not depend on the thread count.
 
-CI also runs this file (with tests/test_kernels.py and tests/test_fusion.py) against a copy of cycnn built with
+CI also runs this file (with tests/nn/test_kernels.py and tests/nn/test_fused.py) against a copy of cycnn built with
 CYCNN_BOUNDSCHECK=1, where any out-of-range index in a kernel raises IndexError instead of corrupting memory; there
 CYCNN_EXPECT_BOUNDSCHECK=1 makes the last test prove that the build really checks its indices.
 """

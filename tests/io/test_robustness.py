@@ -194,6 +194,7 @@ def test_bad_model_files_in_the_cli(command, bad_models, bad_checkpoints, capsys
     assert not os.path.exists(marker)
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_for_a_pickle(bad_models):
     """The installed entry point, not just main(): no traceback, exit 2, the file unpickled by nobody."""
     files, marker = bad_models
@@ -296,6 +297,7 @@ def save_forever(models, path, ready):
         i += 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL (POSIX)")
 def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_file(tmp_path):
     path = tmp_path / "model.npz"

@@ -77,6 +77,7 @@ def wait_for_mid_epoch_checkpoint(process, path, timeout=120):
     pytest.fail("no mid-epoch checkpoint within the timeout")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "int", "term"])
 def test_a_stopped_run_resumes_to_the_same_weights(sig, uninterrupted, tmp_path, capsys):

@@ -19,9 +19,9 @@ from cycnn.errors import ArchitectureError, ConfigError
 from cycnn.nn.layers import LAYER_TYPES, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from cycnn.nn.losses import SoftmaxCrossEntropy
 from cycnn.nn.sequential import Sequential
+from oracles import (assert_gradients_match, check_layer_gradients, conv_reference,
+                     maxpool_reference, numeric_gradient)
 
-EPS = 1e-6
-MAX_REL_ERROR = 1e-6
 KINK_MARGIN = 1e-4
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
@@ -47,71 +47,6 @@ POOL_CASES = [
 def _conv_id(case):
     (kh, kw), stride, pad, shape, filters = case
     return f"k{kh}x{kw}-s{stride}-p{pad}-{'x'.join(map(str, shape))}-f{filters}"
-
-
-# --- references ---------------------------------------------------------------------------------------------------
-
-def conv_reference(x, w, b, stride, pad):
-    """Cross-correlation as PyTorch defines it: y[n,f,r,s] = b[f] + sum_{c,i,j} w[f,c,i,j] x[n,c,r*st+i,s*st+j]."""
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    kh, kw = w.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
-    return np.einsum("ncrsij,fcij->nfrs", windows, w.astype(np.float64)) + b[None, :, None, None]
-
-
-def pool_reference(x, window, stride):
-    ph, pw = window
-    sh, sw = stride
-    n, c, h, w = x.shape
-    oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
-    y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    for r, s in itertools.product(range(oh), range(ow)):
-        y[:, :, r, s] = x[:, :, r * sh:r * sh + ph, s * sw:s * sw + pw].max(axis=(2, 3))
-    return y
-
-
-# --- gradient-check machinery -------------------------------------------------------------------------------------
-
-def numeric_gradient(f, array):
-    """Central differences of the scalar f() with respect to every entry of ``array`` (perturbed in place)."""
-    grad = np.zeros(array.shape, dtype=np.float64)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + EPS
-        plus = f()
-        array[idx] = old - EPS
-        minus = f()
-        array[idx] = old
-        grad[idx] = (plus - minus) / (2 * EPS)
-    return grad
-
-
-def assert_gradients_match(numeric, analytic, what):
-    analytic = np.asarray(analytic, dtype=np.float64)
-    assert analytic.shape == numeric.shape, what
-    scale = max(np.abs(numeric).max(), np.abs(analytic).max())
-    assert scale > 0, f"{what}: the gradient is identically zero, so the check would prove nothing"
-    error = np.abs(numeric - analytic).max() / scale
-    assert error < MAX_REL_ERROR, f"{what}: relative error {error:.3g}"
-
-
-def check_layer_gradients(layer, x, before_forward=lambda: None):
-    """Gradient-check ``layer`` (float64) at ``x`` for f = sum(layer(x) * R): the input and every parameter."""
-    assert layer.dtype == np.float64
-    before_forward()
-    y = layer(x)
-    r = np.random.default_rng(99).standard_normal(y.shape)
-    dx = layer.backward(r)
-    analytic = {name: g.copy() for name, g in layer.grads.items()}
-    assert set(analytic) == set(layer.params)
-
-    def f():
-        before_forward()
-        return float(np.sum(layer(x) * r))
-
-    assert_gradients_match(numeric_gradient(f, x), dx, f"{type(layer).__name__} input gradient")
-    for name, param in layer.params.items():
-        assert_gradients_match(numeric_gradient(f, param), analytic[name], f"{type(layer).__name__} grad {name}")
 
 
 def _min_distance_to_zero(z):
@@ -217,7 +152,7 @@ def test_maxpool_forward_matches_reference(shape, window, stride, out_hw, dtype)
     x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
     y = layer(x)
     assert y.shape == (shape[0], shape[1], *out_hw) == (shape[0], *layer.output_shape(shape[1:]))
-    np.testing.assert_array_equal(y, pool_reference(x, window, layer.stride))
+    np.testing.assert_array_equal(y, maxpool_reference(x, *window, *layer.stride)[0])
 
 
 # --- ReLU, Flatten ------------------------------------------------------------------------------------------------
@@ -381,7 +316,7 @@ def network_is_away_from_kinks(model, x):
         winners_positive = top2[:, :, 1] > 0
         if (winners_positive & (top2[:, :, 1] - top2[:, :, 0] <= KINK_MARGIN)).any():
             return False
-    pooled = pool_reference(relu_out, pool.pool_size, pool.stride).reshape(len(x), -1)
+    pooled = maxpool_reference(relu_out, *pool.pool_size, *pool.stride)[0].reshape(len(x), -1)
     return _min_distance_to_zero(pooled @ dense.params["W"] + dense.params["b"]) > KINK_MARGIN
 
 
