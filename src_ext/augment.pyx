@@ -7,9 +7,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport floor
 
-
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, same_shape
 
 
 cpdef int affine_warp(const floating[:, :, ::1] src, const double[:, :, ::1] m,
@@ -18,6 +16,8 @@ cpdef int affine_warp(const floating[:, :, ::1] src, const double[:, :, ::1] m,
     cdef Py_ssize_t N = src.shape[0], H = src.shape[1], W = src.shape[2]
     cdef Py_ssize_t n, r, c, r0, c0
     cdef double sr, sc, fr, fc, v00, v01, v10, v11
+    require(m.shape[0] == N and m.shape[1] == 2 and m.shape[2] == 3, b"m must hold one (2, 3) map per image")
+    require(same_shape(dst.shape, src.shape, 3), b"dst and src have different shapes")
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * H * W > CYCNN_PARALLEL_MIN_WORK):
         for r in range(H):
             for c in range(W):

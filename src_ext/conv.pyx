@@ -9,17 +9,17 @@ two threads ever write the same element and results do not depend on the thread 
 from cython cimport floating
 from cython.parallel cimport prange
 
-
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, require_conv, same_shape
 
 
 cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
                  floating[:, ::1] cols) except -1 nogil:
     """Copy every (C, kh, kw) patch of ``x`` (zero padding ``pad``) into one row of ``cols``."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    require(cols.shape[0] == N * OH * OW and cols.shape[1] == C * kh * kw, b"cols must be (N*OH*OW, C*kh*kw)")
     cdef Py_ssize_t n, oh, ow, c, i, j, h, w0
     cdef floating* dst
     cdef const floating* src
@@ -53,8 +53,10 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
     pixels (instead of kw pixels): ``cols_t.T @ W.reshape(F, -1).T`` is the same convolution as im2col's.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW, b"cols_t must be (C*kh*kw, N*OH*OW)")
     cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row
     cdef floating* dst
     cdef const floating* src
@@ -85,8 +87,10 @@ cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pa
                  floating[:, :, :, ::1] dx) except -1 nogil:
     """The adjoint of im2col: zero ``dx``, then add every row of ``cols`` back onto the pixels it came from."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
+    require(cols.shape[0] == N * OH * OW and cols.shape[1] == C * kh * kw, b"cols must be (N*OH*OW, C*kh*kw)")
     cdef Py_ssize_t n, oh, ow, c, i, j, h, w0, k
     cdef const floating* src
     cdef floating* dst
@@ -120,6 +124,8 @@ cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bi
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2]
     cdef Py_ssize_t n, f, p
     cdef floating v, b
+    require(rows.shape[0] == N * P and rows.shape[1] == F and bias.shape[0] == F,
+            b"rows must be (N*P, F) and bias (F) for y (N, F, P)")
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             b = bias[f]
@@ -136,6 +142,8 @@ cpdef int nchw_to_rows(const floating[:, :, ::1] dy, const floating[:, :, ::1] y
     """``rows[n*P + p, f] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: the adjoint of rows_to_nchw."""
     cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
     cdef Py_ssize_t n, f, p
+    require(same_shape(y.shape, dy.shape, 3) and rows.shape[0] == N * P and rows.shape[1] == F,
+            b"y must be shaped as dy (N, F, P), and rows (N*P, F)")
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
             for p in range(P):

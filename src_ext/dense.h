@@ -14,14 +14,9 @@
 #define CYCNN_DENSE_H
 #include "simd.h"
 
-#define DENSE_ROWS 6
-#define DENSE_VECS 4
+#define DENSE_ROWS 6 /* rows of C per tile */
+#define DENSE_VECS 4 /* vectors of columns per tile: one panel */
 
 #define CYCNN_IMPL "dense_impl.h"
 #include "instantiate.h"
-
-#define CYCNN_DENSE_LANES_FLOAT 16
-#define CYCNN_DENSE_LANES_DOUBLE 8
-#define CYCNN_DENSE_ROWS DENSE_ROWS
-#define CYCNN_DENSE_PANEL (DENSE_VECS * 64) /* bytes of one panel's row: DENSE_VECS 64-byte vectors */
 #endif

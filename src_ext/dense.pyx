@@ -2,39 +2,26 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
+from kernels cimport CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES, DENSE_ROWS, DENSE_VECS, cycnn_dense_tile
 
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
-
-cdef extern from "dense.h":
-    const Py_ssize_t CYCNN_DENSE_LANES_FLOAT
-    const Py_ssize_t CYCNN_DENSE_LANES_DOUBLE
-    const Py_ssize_t CYCNN_DENSE_ROWS
-    const Py_ssize_t CYCNN_DENSE_PANEL
-    void cycnn_dense_tile_float(const float* A, Py_ssize_t ra, Py_ssize_t ka, const float* B, float* C,
-                                Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
-                                Py_ssize_t N) nogil
-    void cycnn_dense_tile_double(const double* A, Py_ssize_t ra, Py_ssize_t ka, const double* B, double* C,
-                                 Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
-                                 Py_ssize_t N) nogil
 
 def lanes(dtype_is_double):
     """The vector width in elements: B's and C's columns must be a multiple of it."""
-    return CYCNN_DENSE_LANES_DOUBLE if dtype_is_double else CYCNN_DENSE_LANES_FLOAT
+    return CYCNN_VECTOR_BYTES // (sizeof(double) if dtype_is_double else sizeof(float))
 
 
 cpdef int dense_product(const floating[:, :] A, const floating[:, ::1] B, floating[:, ::1] C) except -1 nogil:
     """``C = A @ B``; A may be any strided view (a transpose), B and C are C-contiguous with a whole number of
-    vectors of columns. C is cut into tiles of CYCNN_DENSE_ROWS rows by one panel of columns, panel by panel, and
-    the threads share the tiles in that order (so each thread reads as few of B's panels as it can). Every element
-    is the same sum in the same order whichever tile or thread computes it."""
+    vectors of columns. C is cut into tiles of DENSE_ROWS rows by one panel (DENSE_VECS vectors) of columns, panel
+    by panel, and the threads share the tiles in that order (so each thread reads as few of B's panels as it can).
+    Every element is the same sum in the same order whichever tile or thread computes it."""
     cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
-    cdef Py_ssize_t width = CYCNN_DENSE_LANES_FLOAT if floating is float else CYCNN_DENSE_LANES_DOUBLE
-    cdef Py_ssize_t panel = CYCNN_DENSE_PANEL // sizeof(floating)
+    cdef Py_ssize_t width = CYCNN_VECTOR_BYTES // sizeof(floating)
+    cdef Py_ssize_t panel = DENSE_VECS * width
     # Signed division: a reversed view has negative strides (sizeof alone is unsigned and would wrap them).
     cdef Py_ssize_t item = sizeof(floating)
     cdef Py_ssize_t ra = A.strides[0] // item, ka = A.strides[1] // item
-    cdef Py_ssize_t row_blocks = (M + CYCNN_DENSE_ROWS - 1) // CYCNN_DENSE_ROWS, panels = (N + panel - 1) // panel
+    cdef Py_ssize_t row_blocks = (M + DENSE_ROWS - 1) // DENSE_ROWS, panels = (N + panel - 1) // panel
     cdef Py_ssize_t tile, r0, n0
     if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
         with gil:
@@ -49,14 +36,10 @@ cpdef int dense_product(const floating[:, :] A, const floating[:, ::1] B, floati
         return 0
     for tile in prange(row_blocks * panels, schedule="static",
                        use_threads_if=row_blocks * panels > 1 and M * K * N > CYCNN_PARALLEL_MIN_WORK):
-        r0 = tile % row_blocks * CYCNN_DENSE_ROWS
+        r0 = tile % row_blocks * DENSE_ROWS
         n0 = tile // row_blocks * panel
-        if floating is float:
-            cycnn_dense_tile_float(&A[0, 0], ra, ka, &B[0, 0], &C[0, 0], r0, min(CYCNN_DENSE_ROWS, M - r0), n0,
-                                   min(N, n0 + panel), K, N)
-        else:
-            cycnn_dense_tile_double(&A[0, 0], ra, ka, &B[0, 0], &C[0, 0], r0, min(CYCNN_DENSE_ROWS, M - r0), n0,
-                                    min(N, n0 + panel), K, N)
+        cycnn_dense_tile(&A[0, 0], ra, ka, &B[0, 0], &C[0, 0], r0, min(DENSE_ROWS, M - r0), n0, min(N, n0 + panel),
+                         K, N)
     return 0
 
 

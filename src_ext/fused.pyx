@@ -26,110 +26,16 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
+from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES,
+                      cycnn_direct_conv, cycnn_direct_grad, cycnn_pool_rows, cycnn_winners_input_grad,
+                      cycnn_winners_weight_grad, cycnn_winograd_kernel, cycnn_winograd_tile_row, omp_get_max_threads,
+                      require, require_conv, same_shape, windows_fit)
 
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
-    int omp_get_max_threads() nogil
-
-cdef extern from "winograd.h":
-    const Py_ssize_t CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT
-    const Py_ssize_t CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
-    void cycnn_winograd_kernel_float(const float* W, Py_ssize_t F, Py_ssize_t C, float* rows, float* U) nogil
-    void cycnn_winograd_kernel_double(const double* W, Py_ssize_t F, Py_ssize_t C, double* rows, double* U) nogil
-    void cycnn_winograd_tile_row_float(const float* image, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
-                                       const float* U, const float* bias, Py_ssize_t F, Py_ssize_t OW,
-                                       Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t i, float* V, float* M, float* y,
-                                       int* argmax) nogil
-    void cycnn_winograd_tile_row_double(const double* image, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,
-                                        const double* U, const double* bias, Py_ssize_t F, Py_ssize_t OW,
-                                        Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t i, double* V, double* M,
-                                        double* y, int* argmax) nogil
-
-cdef extern from "direct.h":
-    const Py_ssize_t CYCNN_DIRECT_MAX_TAPS
-    void cycnn_direct_conv_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
-                                 Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const float* wt,
-                                 Py_ssize_t F, float* conv) nogil
-    void cycnn_direct_conv_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
-                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const double* wt,
-                                  Py_ssize_t F, double* conv) nogil
-    void cycnn_direct_grad_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
-                                 Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const float* dy,
-                                 const float* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane, float* grad,
-                                 char* touched, float* dwt, float* db) nogil
-    void cycnn_direct_grad_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
-                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const double* dy,
-                                  const double* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane,
-                                  double* grad, char* touched, double* dwt, double* db) nogil
-
-cdef extern from "pool_rows.h":
-    void cycnn_pool_rows_float(const float* rows, const float* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
-                               Py_ssize_t PW, int ph, int pw, int sh, int sw, float* pooled, int* where,
-                               float* y, int* argmax) nogil
-    void cycnn_pool_rows_double(const double* rows, const double* bias, Py_ssize_t F, Py_ssize_t OW, Py_ssize_t PH,
-                                Py_ssize_t PW, int ph, int pw, int sh, int sw, double* pooled, int* where,
-                                double* y, int* argmax) nogil
-
-cdef extern from "winners.h":
-    void cycnn_winners_weight_grad_float(const float* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
-                                         const float* dy, const float* y, const int* argmax, Py_ssize_t F,
-                                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
-                                         Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
-                                         Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset,
-                                         float* scale, float* dw, float* db) nogil
-    void cycnn_winners_weight_grad_double(const double* x, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
-                                          const double* dy, const double* y, const int* argmax, Py_ssize_t F,
-                                          Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t KH, Py_ssize_t KW,
-                                          Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t ph,
-                                          Py_ssize_t sh, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t* offset,
-                                          double* scale, double* dw, double* db) nogil
-    void cycnn_winners_input_grad_float(const float* kernel, const float* dy, const float* y, const int* argmax,
-                                        Py_ssize_t F, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t ph, Py_ssize_t pw,
-                                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t C,
-                                        Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OW, Py_ssize_t H,
-                                        Py_ssize_t W, Py_ssize_t* members, float* scale, Py_ssize_t* counts,
-                                        float* patch, float* dx) nogil
-    void cycnn_winners_input_grad_double(const double* kernel, const double* dy, const double* y,
-                                         const int* argmax, Py_ssize_t F, Py_ssize_t PH, Py_ssize_t PW,
-                                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t KH,
-                                         Py_ssize_t KW, Py_ssize_t C, Py_ssize_t stride, Py_ssize_t pad,
-                                         Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, Py_ssize_t* members,
-                                         double* scale, Py_ssize_t* counts, double* patch, double* dx) nogil
-
-# For cycnn/fusion.py, which picks the path: the limits the C headers set.
+# For cycnn/nn/fused.py, which picks the path: the limits the C headers set (Winograd's output channels come in
+# whole vectors).
 DIRECT_MAX_TAPS = CYCNN_DIRECT_MAX_TAPS
-WINOGRAD_LANES_FLOAT = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT
-WINOGRAD_LANES_DOUBLE = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
-
-
-cdef int require(bint ok, const char* what) except -1 with gil:
-    """Raise ValueError(what) unless ok: the kernels run without bounds checks, so their callers' shapes are
-    checked once here instead (a wrong shape would read or write outside the arrays)."""
-    if not ok:
-        raise ValueError(what.decode())
-    return 0
-
-
-cdef inline bint windows_fit(Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW, int ph, int pw, int sh,
-                             int sw) noexcept nogil:
-    """Whether PH x PW pooling windows (ph x pw, stride sh x sw) lie inside an OH x OW map."""
-    return PH >= 1 and PW >= 1 and (PH - 1) * sh + ph <= OH and (PW - 1) * sw + pw <= OW
-
-
-cdef inline bint same4(Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
-    """Whether two 4-D memoryviews' shapes (``x.shape``) are equal."""
-    return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
-
-
-cdef inline void pool_image_rows(const floating* rows, const floating* bias, Py_ssize_t F, Py_ssize_t OW,
-                                 Py_ssize_t PH, Py_ssize_t PW, int ph, int pw, int sh, int sw,
-                                 floating* pooled, int* where, floating* y, int* argmax) noexcept nogil:
-    """Pool one image's conv rows (P x F, channels contiguous) into y / argmax (F x PH x PW), bias + ReLU after
-    (src_ext/pool_rows.h); ``pooled`` and ``where`` are scratch of PH*PW*F entries."""
-    if floating is float:
-        cycnn_pool_rows_float(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, pooled, where, y, argmax)
-    else:
-        cycnn_pool_rows_double(rows, bias, F, OW, PH, PW, ph, pw, sh, sw, pooled, where, y, argmax)
+WINOGRAD_LANES_FLOAT = CYCNN_VECTOR_BYTES // sizeof(float)
+WINOGRAD_LANES_DOUBLE = CYCNN_VECTOR_BYTES // sizeof(double)
 
 
 cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[::1] bias,
@@ -139,7 +45,7 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t P = OH * OW
     require(rows.shape[0] == N * P and rows.shape[1] == F and bias.shape[0] == F, b"rows, bias and y disagree")
-    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(same_shape(argmax.shape, y.shape, 4), b"argmax and y have different shapes")
     require(windows_fit(PH, PW, OH, OW, ph, pw, sh, sw), b"pooling windows outside the convolution output")
     cdef Py_ssize_t n
     cdef floating* pooled
@@ -148,7 +54,7 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
         pooled = <floating*>malloc(PH * PW * F * sizeof(floating))
         where = <int*>malloc(PH * PW * F * sizeof(int))
         for n in prange(N, schedule="static"):
-            pool_image_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where,
+            cycnn_pool_rows(&rows[n * P, 0], &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where,
                             &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
         free(pooled)
         free(where)
@@ -177,10 +83,11 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     loop runs over the F output channels, which vectorizes."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t T = wt.shape[0], F = wt.shape[1]
+    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    require_conv(H, W, KH, KW, stride, pad)
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
     cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1
-    cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
-    cdef Py_ssize_t n, oh, ow
+    cdef Py_ssize_t n
     cdef floating* padded
     cdef floating* conv
     cdef floating* pooled
@@ -188,7 +95,7 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     require(T == C * KH * KW and T <= CYCNN_DIRECT_MAX_TAPS,
             b"weights do not have C*KH*KW taps, or more than the direct kernel takes")
     require(bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F, b"weights, bias and y disagree")
-    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(same_shape(argmax.shape, y.shape, 4), b"argmax and y have different shapes")
     require(windows_fit(PH, PW, OH, OW, ph, pw, sh, sw), b"pooling windows outside the convolution output")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
@@ -197,12 +104,9 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
         where = <int*>malloc(PH * PW * F * sizeof(int))
         for n in prange(N, schedule="static"):
             pad_image(x[n], pad, padded)
-            if floating is float:
-                cycnn_direct_conv_float(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
-            else:
-                cycnn_direct_conv_double(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
-            pool_image_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where,
-                            &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+            cycnn_direct_conv(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            cycnn_pool_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where, &y[n, 0, 0, 0],
+                            &argmax[n, 0, 0, 0])
         free(padded)
         free(conv)
         free(pooled)
@@ -220,14 +124,14 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
     cdef Py_ssize_t F = U.shape[2], PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, OW = WP - 2
     cdef Py_ssize_t n, i
-    cdef Py_ssize_t lanes = CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT if floating is float else \
-        CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE
+    cdef Py_ssize_t lanes = CYCNN_VECTOR_BYTES // sizeof(floating)
     if F % lanes != 0:
         with gil:
             raise ValueError(f"Winograd kernel needs a multiple of {lanes} output channels, received {F}")
+    require(pad >= 0, b"padding must be at least 0")
     require(U.shape[0] == 16 and U.shape[1] == C and bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F,
             b"transformed kernel (16, C, F), bias and y disagree")
-    require(same4(argmax.shape, y.shape), b"argmax and y have different shapes")
+    require(same_shape(argmax.shape, y.shape, 4), b"argmax and y have different shapes")
     require(windows_fit(PH, PW, HP - 2, WP - 2, 2, 2, 2, 2), b"pooling windows outside the convolution output")
     cdef floating* padded
     cdef const floating* image
@@ -244,12 +148,8 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
                 pad_image(x[n], pad, padded)
                 image = padded
             for i in range(PH):
-                if floating is float:
-                    cycnn_winograd_tile_row_float(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V, M,
-                                                  &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
-                else:
-                    cycnn_winograd_tile_row_double(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V,
-                                                   M, &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
+                cycnn_winograd_tile_row(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V, M,
+                                        &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
         free(padded)
         free(V)
         free(M)
@@ -265,10 +165,7 @@ cpdef int winograd_kernel(const floating[:, :, :, ::1] W, floating[:, :, ::1] U)
     if rows == NULL:
         with gil:
             raise MemoryError()
-    if floating is float:
-        cycnn_winograd_kernel_float(&W[0, 0, 0, 0], W.shape[0], W.shape[1], rows, &U[0, 0, 0])
-    else:
-        cycnn_winograd_kernel_double(&W[0, 0, 0, 0], W.shape[0], W.shape[1], rows, &U[0, 0, 0])
+    cycnn_winograd_kernel(&W[0, 0, 0, 0], W.shape[0], W.shape[1], rows, &U[0, 0, 0])
     free(rows)
     return 0
 
@@ -285,6 +182,7 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t K = partial_dwt.shape[0], T = partial_dwt.shape[1], F = partial_dwt.shape[2]
+    require_conv(H, W, KH, KW, stride, pad)
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
     cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1
     cdef Py_ssize_t P = OH * OW
@@ -296,8 +194,8 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     require(T == C * KH * KW and T <= CYCNN_DIRECT_MAX_TAPS,
             b"gradients do not have C*KH*KW taps, or more than the direct kernel takes")
     require(partial_db.shape[0] == K and partial_db.shape[1] == F and K >= 1, b"partial gradients disagree")
-    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
-            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
+    require(same_shape(dy.shape, y.shape, 4) and same_shape(argmax.shape, y.shape, 4) and y.shape[0] == N
+            and y.shape[1] == F, b"dy, y and argmax must have one shape, (N, F, PH, PW)")
     with parallel(use_threads_if=N > 1 and N * F * plane * T > CYCNN_PARALLEL_MIN_WORK):
         padded = <floating*>malloc(C * HP * WP * sizeof(floating))
         grad = <floating*>calloc(P * F, sizeof(floating))
@@ -307,14 +205,9 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
             memset(&partial_db[k, 0], 0, F * sizeof(floating))
             for n in range(k * N // K, (k + 1) * N // K):
                 pad_image(x[n], pad, padded)
-                if floating is float:
-                    cycnn_direct_grad_float(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
-                                            &argmax[n, 0, 0, 0], F, plane, grad, touched, &partial_dwt[k, 0, 0],
-                                            &partial_db[k, 0])
-                else:
-                    cycnn_direct_grad_double(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0],
-                                             &y[n, 0, 0, 0], &argmax[n, 0, 0, 0], F, plane, grad, touched,
-                                             &partial_dwt[k, 0, 0], &partial_db[k, 0])
+                cycnn_direct_grad(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
+                                  &argmax[n, 0, 0, 0], F, plane, grad, touched, &partial_dwt[k, 0, 0],
+                                  &partial_db[k, 0])
         free(padded)
         free(grad)
         free(touched)
@@ -335,9 +228,11 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
     cdef Py_ssize_t F = dw_hwc.shape[0], KH = dw_hwc.shape[1], KW = dw_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
     cdef Py_ssize_t parts = min(F, omp_get_max_threads())
+    require_conv(H, W, KH, KW, stride, pad)
+    require(ph >= 1 and sh >= 1, b"pooling window and stride must be at least 1")
     require(dw_hwc.shape[3] == C and db.shape[0] == F, b"weight gradient (F, KH, KW, C) and bias gradient disagree")
-    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
-            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
+    require(same_shape(dy.shape, y.shape, 4) and same_shape(argmax.shape, y.shape, 4) and y.shape[0] == N
+            and y.shape[1] == F, b"dy, y and argmax must have one shape, (N, F, PH, PW)")
     require(OW == (W + 2 * pad - KW) // stride + 1, b"OW is not the convolution's output width")
     cdef Py_ssize_t part
     cdef Py_ssize_t* offset
@@ -346,16 +241,10 @@ cpdef int winners_weight_grad(const floating[:, :, :, ::1] x_nhwc, const floatin
         offset = <Py_ssize_t*>malloc(PH * PW * sizeof(Py_ssize_t))
         scale = <floating*>malloc(PH * PW * sizeof(floating))
         for part in prange(parts, schedule="static"):
-            if floating is float:
-                cycnn_winners_weight_grad_float(&x_nhwc[0, 0, 0, 0], N, H, W, C, &dy[0, 0, 0, 0], &y[0, 0, 0, 0],
-                                                &argmax[0, 0, 0, 0], F, PH, PW, KH, KW, stride, pad, OW, ph, sh,
-                                                F * part // parts, F * (part + 1) // parts, offset, scale,
-                                                &dw_hwc[0, 0, 0, 0], &db[0])
-            else:
-                cycnn_winners_weight_grad_double(&x_nhwc[0, 0, 0, 0], N, H, W, C, &dy[0, 0, 0, 0], &y[0, 0, 0, 0],
-                                                 &argmax[0, 0, 0, 0], F, PH, PW, KH, KW, stride, pad, OW, ph, sh,
-                                                 F * part // parts, F * (part + 1) // parts, offset, scale,
-                                                 &dw_hwc[0, 0, 0, 0], &db[0])
+            cycnn_winners_weight_grad(&x_nhwc[0, 0, 0, 0], N, H, W, C, &dy[0, 0, 0, 0], &y[0, 0, 0, 0],
+                                      &argmax[0, 0, 0, 0], F, PH, PW, KH, KW, stride, pad, OW, ph, sh,
+                                      F * part // parts, F * (part + 1) // parts, offset, scale, &dw_hwc[0, 0, 0, 0],
+                                      &db[0])
         free(offset)
         free(scale)
     return 0
@@ -371,10 +260,13 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t F = w_hwc.shape[0], KH = w_hwc.shape[1], KW = w_hwc.shape[2]
     cdef Py_ssize_t PH = y.shape[2], PW = y.shape[3]
+    require_conv(H, W, KH, KW, stride, pad)
     require(w_hwc.shape[3] == C, b"kernel (F, KH, KW, C) and dx (N, C, H, W) disagree")
-    require(same4(dy.shape, y.shape) and same4(argmax.shape, y.shape) and y.shape[0] == N and y.shape[1] == F,
-            b"dy, y and argmax must have one shape, (N, F, PH, PW)")
+    require(same_shape(dy.shape, y.shape, 4) and same_shape(argmax.shape, y.shape, 4) and y.shape[0] == N
+            and y.shape[1] == F, b"dy, y and argmax must have one shape, (N, F, PH, PW)")
     require(OW == (W + 2 * pad - KW) // stride + 1, b"OW is not the convolution's output width")
+    require(windows_fit(PH, PW, (H + 2 * pad - KH) // stride + 1, OW, ph, pw, sh, sw),
+            b"pooling windows outside the convolution output")
     cdef Py_ssize_t n, c, h, w
     cdef floating* acc
     cdef floating* patch
@@ -388,14 +280,9 @@ cpdef int winners_input_grad(const floating[:, :, :, ::1] w_hwc, const floating[
         members = <Py_ssize_t*>malloc(ph * pw * F * sizeof(Py_ssize_t))
         counts = <Py_ssize_t*>malloc(ph * pw * sizeof(Py_ssize_t))
         for n in prange(N, schedule="static"):
-            if floating is float:
-                cycnn_winners_input_grad_float(&w_hwc[0, 0, 0, 0], &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
-                                               &argmax[n, 0, 0, 0], F, PH, PW, ph, pw, sh, sw, KH, KW, C, stride,
-                                               pad, OW, H, W, members, scale, counts, patch, acc)
-            else:
-                cycnn_winners_input_grad_double(&w_hwc[0, 0, 0, 0], &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
-                                                &argmax[n, 0, 0, 0], F, PH, PW, ph, pw, sh, sw, KH, KW, C, stride,
-                                                pad, OW, H, W, members, scale, counts, patch, acc)
+            cycnn_winners_input_grad(&w_hwc[0, 0, 0, 0], &dy[n, 0, 0, 0], &y[n, 0, 0, 0], &argmax[n, 0, 0, 0], F,
+                                     PH, PW, ph, pw, sh, sw, KH, KW, C, stride, pad, OW, H, W, members, scale,
+                                     counts, patch, acc)
             for c in range(C):
                 for h in range(H):
                     for w in range(W):

@@ -2,15 +2,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
-
-cdef extern from "adam.h":
-    void cycnn_adam_float(float* param, const float* grad, float* m, float* v, Py_ssize_t n, float step, float b1,
-                          float b2, float eps) nogil
-    void cycnn_adam_double(double* param, const double* grad, double* m, double* v, Py_ssize_t n, double step,
-                           double b1, double b2, double eps) nogil
+from kernels cimport CYCNN_PARALLEL_MIN_WORK, cycnn_adam, require
 
 # Adam runs over the parameters in this many fixed pieces, which the threads share.
 cdef enum:
@@ -24,17 +16,15 @@ cpdef int adam_update(floating[::1] param, const floating[::1] grad, floating[::
     ``step`` is the bias-corrected learning rate lr * sqrt(1 - b2^t) / (1 - b1^t).
     """
     cdef Py_ssize_t piece, lo, hi, n = param.shape[0]
-    # The arithmetic runs in the parameters' own precision (float32 vectors are twice as wide as float64 ones).
+    require(grad.shape[0] == n and m.shape[0] == n and v.shape[0] == n, b"param, grad, m and v differ in length")
+    # The arithmetic runs in the parameters' own precision, to which cycnn_adam rounds step, the betas and eps
+    # (float32 vectors are twice as wide as float64 ones).
     for piece in prange(ADAM_PIECES, schedule="static", use_threads_if=n > CYCNN_PARALLEL_MIN_WORK):
         lo = n * piece // ADAM_PIECES
         hi = n * (piece + 1) // ADAM_PIECES
         if hi == lo:
             continue
-        if floating is float:
-            cycnn_adam_float(&param[lo], &grad[lo], &m[lo], &v[lo], hi - lo, <float>step, <float>beta1,
-                             <float>beta2, <float>eps)
-        else:
-            cycnn_adam_double(&param[lo], &grad[lo], &m[lo], &v[lo], hi - lo, step, beta1, beta2, eps)
+        cycnn_adam(&param[lo], &grad[lo], &m[lo], &v[lo], hi - lo, step, beta1, beta2, eps)
     return 0
 
 
@@ -42,6 +32,7 @@ cpdef int momentum_update(floating[::1] param, const floating[::1] grad, floatin
                           double lr, double momentum) except -1 nogil:
     """velocity = momentum*velocity + g; param -= lr * velocity."""
     cdef Py_ssize_t i, n = param.shape[0]
+    require(grad.shape[0] == n and velocity.shape[0] == n, b"param, grad and velocity differ in length")
     for i in prange(n, schedule="static", use_threads_if=n > CYCNN_PARALLEL_MIN_WORK):
         velocity[i] = <floating>(momentum * velocity[i] + grad[i])
         param[i] = <floating>(param[i] - lr * velocity[i])

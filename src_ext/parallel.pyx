@@ -1,9 +1,6 @@
 """How many OpenMP threads the kernels use, and whether the build has OpenMP at all."""
 
-cdef extern from "omp_shim.h":
-    int CYCNN_OPENMP
-    int omp_get_max_threads() nogil
-    void omp_set_num_threads(int n) nogil
+from kernels cimport CYCNN_OPENMP, omp_get_max_threads, omp_set_num_threads
 
 
 def openmp_enabled():

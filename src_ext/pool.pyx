@@ -6,9 +6,7 @@ maximum in row-major order. Loops run in parallel over (image, channel) planes, 
 from cython cimport floating
 from cython.parallel cimport prange
 
-
-cdef extern from "omp_shim.h":
-    const Py_ssize_t CYCNN_PARALLEL_MIN_WORK
+from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, same_shape, windows_fit
 
 
 cpdef int maxpool_forward(const floating[:, :, :, ::1] x, int ph, int pw, int sh, int sw,
@@ -18,6 +16,9 @@ cpdef int maxpool_forward(const floating[:, :, :, ::1] x, int ph, int pw, int sh
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t plane, n, c, oh, ow, i, j, h, w, best_idx
     cdef floating best, v
+    require(y.shape[0] == N and y.shape[1] == C and same_shape(argmax.shape, y.shape, 4),
+            b"y and argmax must be (N, C, OH, OW) for x (N, C, H, W)")
+    require(windows_fit(OH, OW, H, W, ph, pw, sh, sw), b"pooling windows outside the input")
     for plane in prange(N * C, schedule="static", use_threads_if=N * C * H * W > CYCNN_PARALLEL_MIN_WORK):
         n = plane // C
         c = plane % C
@@ -44,6 +45,8 @@ cpdef int maxpool_backward(const floating[:, :, :, ::1] dy, const int[:, :, :, :
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     cdef Py_ssize_t OH = dy.shape[2], OW = dy.shape[3]
     cdef Py_ssize_t plane, n, c, oh, ow, h, w, idx
+    require(same_shape(argmax.shape, dy.shape, 4) and dy.shape[0] == N and dy.shape[1] == C,
+            b"argmax must be shaped as dy (N, C, OH, OW), for dx (N, C, H, W)")
     for plane in prange(N * C, schedule="static", use_threads_if=N * C * H * W > CYCNN_PARALLEL_MIN_WORK):
         n = plane // C
         c = plane % C

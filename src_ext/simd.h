@@ -1,6 +1,6 @@
 /* 64-byte vectors (one AVX-512 register; the compiler splits them into two AVX2 or four SSE registers on other
    CPUs) through GCC/Clang vector extensions, and unaligned loads and stores of them. The kernels written in C
-   (dense.h, winograd.h, direct.h, pool_rows.h, winners.h) are compiled once per precision: each names its
+   (dense.h, winograd.h, direct.h, pool_rows.h, winners.h, adam.h) are compiled once per precision: each names its
    *_impl.h in CYCNN_IMPL and includes instantiate.h, which defines REAL, VEC, LANES, NAME(x)... for float, then
    for double. Their register blocks are tuned for AVX-512's 32 registers. */
 #ifndef CYCNN_SIMD_H
@@ -8,11 +8,17 @@
 #include <stddef.h>
 #include <string.h>
 
-typedef float cycnn_vec_float __attribute__((vector_size(64)));
-typedef double cycnn_vec_double __attribute__((vector_size(64)));
+/* The one vector width: every other one (LANES in the kernels, the channel and column multiples that Python reads
+   through the kernel modules) is derived from it. */
+#define CYCNN_VECTOR_BYTES 64
+/* Elements of `type` per vector, as an int: a size_t would turn the kernels' signed index arithmetic unsigned. */
+#define CYCNN_LANES(type) ((int)(CYCNN_VECTOR_BYTES / sizeof(type)))
+
+typedef float cycnn_vec_float __attribute__((vector_size(CYCNN_VECTOR_BYTES)));
+typedef double cycnn_vec_double __attribute__((vector_size(CYCNN_VECTOR_BYTES)));
 /* Integer vectors with the same lanes: what comparing two vectors gives (all ones where true), for selecting. */
-typedef int cycnn_ivec_float __attribute__((vector_size(64)));
-typedef long long cycnn_ivec_double __attribute__((vector_size(64)));
+typedef int cycnn_ivec_float __attribute__((vector_size(CYCNN_VECTOR_BYTES)));
+typedef long long cycnn_ivec_double __attribute__((vector_size(CYCNN_VECTOR_BYTES)));
 
 static inline cycnn_vec_float cycnn_load_float(const float *p) {
     cycnn_vec_float v;

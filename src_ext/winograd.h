@@ -17,10 +17,7 @@
 #define CYCNN_WINOGRAD_H
 #include "dense.h"
 
+/* F, the output channels, must be a whole number of vectors (LANES: 16 floats or 8 doubles). */
 #define CYCNN_IMPL "winograd_impl.h"
 #include "instantiate.h"
-
-/* Channels must come in whole vectors for the kernel: a multiple of 16 (float) or 8 (double). */
-#define CYCNN_WINOGRAD_CHANNEL_MULTIPLE_FLOAT 16
-#define CYCNN_WINOGRAD_CHANNEL_MULTIPLE_DOUBLE 8
 #endif

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cycnn.nn import gemm
-from cycnn.nn import _activation
+from cycnn.nn import _pool
 from cycnn.data.augment import random_affine
 from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from cycnn.nn.losses import SoftmaxCrossEntropy
@@ -144,7 +144,8 @@ def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():
 @pytest.mark.skipif(os.environ.get("CYCNN_EXPECT_BOUNDSCHECK") != "1",
                     reason="only in the bounds-checked build (an unchecked kernel would write out of bounds)")
 def test_the_checked_build_catches_an_out_of_range_index():
-    """The build switch works: a kernel handed a too-short output raises IndexError instead of writing past it."""
-    x = np.ones(10, dtype=np.float32)
+    """The build switch works: a winner index past its plane (which no shape check can see) raises IndexError
+    instead of writing past the gradient."""
+    dy, argmax = np.ones((1, 1, 2, 2), np.float32), np.full((1, 1, 2, 2), 16, np.int32)  # past a 4x4 plane
     with pytest.raises(IndexError):
-        _activation.relu_forward(x, np.empty(5, dtype=np.float32))
+        _pool.maxpool_backward(dy, argmax, np.empty((1, 1, 4, 4), np.float32))
