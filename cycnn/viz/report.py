@@ -1,27 +1,13 @@
 """A report: one self-contained HTML page with every picture of a model and the facts of its training.
 
-The PNGs are embedded as data URIs and the style sheet is inline; the page has no script and loads nothing, so it
-opens offline and can be sent as one file.
+The PNGs are embedded as data URIs and the style sheet (``static/report.css``) is inline; the page has no script
+and loads nothing, so it opens offline and can be sent as one file.
 """
 import base64
 import html
 
 from cycnn.io.atomic import write_atomic
-
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1400px;
-       padding: 0 24px 48px; color: #1f2328; background: #fff; }
-h1 { margin-top: 24px; }
-h2 { margin-top: 40px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
-table.facts { border-collapse: collapse; }
-table.facts td { padding: 2px 16px 2px 0; vertical-align: top; }
-table.facts td:first-child { color: #59636e; }
-pre { background: #f6f8fa; padding: 12px; overflow-x: auto; font-size: 13px; }
-figure { margin: 16px 0 32px; }
-figure img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
-figcaption { color: #59636e; margin-top: 4px; }
-nav ol { columns: 2; }
-"""
+from cycnn.viz import assets
 
 
 def data_uri(png):
@@ -32,6 +18,7 @@ def render(title, facts, summary, figures):
     """The page as text. ``facts`` are (label, value) pairs, ``summary`` the model's layer table and ``figures``
     (anchor, heading, caption, PNG bytes) in the order they appear."""
     esc = html.escape
+    style = assets.text("report.css")
     rows = "\n".join(f"<tr><td>{esc(label)}</td><td>{esc(str(value))}</td></tr>" for label, value in facts)
     contents = "\n".join(f'<li><a href="#{esc(anchor)}">{esc(heading)}</a></li>'
                          for anchor, heading, _, _ in figures)
@@ -44,7 +31,8 @@ def render(title, facts, summary, figures):
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title>
-<style>{STYLE}</style>
+<style>
+{style}</style>
 </head>
 <body>
 <h1>{esc(title)}</h1>

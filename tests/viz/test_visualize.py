@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cycnn.io import architecture
-from cycnn.viz import figures as visualize
+from cycnn.viz import figures, network, results, training
 from cycnn.cli import main
 from cycnn.data.datasets import to_input
 from cycnn.nn.optim import make_optimizer
@@ -43,20 +43,20 @@ def runs(mnist, tmp_path_factory):
 
 
 FIGURES = {
-    "kernels_first": lambda r: visualize.kernel_figure(r["model"], 0),
-    "kernels_deeper": lambda r: visualize.kernel_figure(r["model"], 2),
-    "convolution": lambda r: visualize.convolution_figure(r["model"], r["images"][0], "test image #0"),
-    "feature_maps_conv": lambda r: visualize.feature_map_figure(r["model"], r["images"][0], 0, "test image #0"),
-    "feature_maps_pool": lambda r: visualize.feature_map_figure(r["model"], r["images"][0], 3, "test image #0"),
-    "dense": lambda r: visualize.dense_figure(r["model"], r["images"][0], "test image #0"),
-    "predictions": lambda r: visualize.predictions_figure(r["images"], r["labels"], r["probs"],
-                                                          r["model"].class_names, 12),
-    "most_confused": lambda r: visualize.most_confused_figure(r["images"], r["labels"], r["probs"],
-                                                              r["model"].class_names, 12),
-    "confusion_matrix": lambda r: visualize.confusion_figure(r["labels"], r["probs"].argmax(axis=1),
-                                                             r["model"].class_names),
-    "training_curves": lambda r: visualize.training_curves_figure(r["records"]),
-    "layer_times": lambda r: visualize.layer_times_figure(r["records"]),
+    "kernels_first": lambda r: network.kernel_figure(r["model"], 0),
+    "kernels_deeper": lambda r: network.kernel_figure(r["model"], 2),
+    "convolution": lambda r: network.convolution_figure(r["model"], r["images"][0], "test image #0"),
+    "feature_maps_conv": lambda r: network.feature_map_figure(r["model"], r["images"][0], 0, "test image #0"),
+    "feature_maps_pool": lambda r: network.feature_map_figure(r["model"], r["images"][0], 3, "test image #0"),
+    "dense": lambda r: network.dense_figure(r["model"], r["images"][0], "test image #0"),
+    "predictions": lambda r: results.predictions_figure(r["images"], r["labels"], r["probs"],
+                                                        r["model"].class_names, 12),
+    "most_confused": lambda r: results.most_confused_figure(r["images"], r["labels"], r["probs"],
+                                                            r["model"].class_names, 12),
+    "confusion_matrix": lambda r: results.confusion_figure(r["labels"], r["probs"].argmax(axis=1),
+                                                           r["model"].class_names),
+    "training_curves": lambda r: training.training_curves_figure(r["records"]),
+    "layer_times": lambda r: training.layer_times_figure(r["records"]),
 }
 
 
@@ -75,7 +75,7 @@ def check_png(data):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_figure_is_a_png_that_depends_on_the_model(runs, name):
-    first, second = (visualize.png_bytes(FIGURES[name](run)) for run in runs)
+    first, second = (figures.png_bytes(FIGURES[name](run)) for run in runs)
     a, b = check_png(first), check_png(second)
     assert a.shape != b.shape or np.any(a != b), f"{name}: the same picture for two different models"
 
@@ -84,8 +84,8 @@ def test_figure_is_a_png_that_depends_on_the_model(runs, name):
 def test_pictures_lists_every_figure_for_each_chosen_image(runs):
     run = runs[0]
     chosen = [("test0", "test image #0", run["images"][0]), ("mine", "my digit", run["images"][5])]
-    names = [p.name for p in visualize.pictures(run["model"], run["images"], run["labels"], run["probs"], chosen,
-                                                run["records"], count=6)]
+    names = [p.name for p in figures.pictures(run["model"], run["images"], run["labels"], run["probs"], chosen,
+                                              run["records"], count=6)]
     per_image = ["convolution_{}", "feature_maps_{}_layer0", "feature_maps_{}_layer1", "feature_maps_{}_layer2",
                  "feature_maps_{}_layer3", "dense_{}"]
     assert names == (["kernels_layer0", "kernels_layer2"] + [n.format("test0") for n in per_image]
@@ -116,23 +116,23 @@ def test_other_architectures_draw(mnist, tmp_path, name):
     model = run["model"]
     chosen = [("test0", "test image #0", run["images"][0])]
     names = []
-    for picture in visualize.pictures(model, run["images"], run["labels"], run["probs"], chosen, run["records"]):
+    for picture in figures.pictures(model, run["images"], run["labels"], run["probs"], chosen, run["records"]):
         names.append(picture.name)
-        check_png(visualize.png_bytes(picture.figure))
+        check_png(figures.png_bytes(picture.figure))
         if picture.name == "dense_test0":
             break  # the rest depends on the predictions only
-    convs = visualize.conv_layers(model)
+    convs = network.conv_layers(model)
     assert names == ([f"kernels_layer{i}" for i in convs] + (["convolution_test0"] if convs else [])
-                     + [f"feature_maps_test0_layer{i}" for i in visualize.map_layers(model)] + ["dense_test0"])
+                     + [f"feature_maps_test0_layer{i}" for i in network.map_layers(model)] + ["dense_test0"])
 
 
 def test_most_confused_without_mistakes_says_so(runs):
     run = runs[0]
     perfect = np.eye(10)[run["labels"]]
-    figure = visualize.most_confused_figure(run["images"], run["labels"], perfect, run["model"].class_names)
+    figure = results.most_confused_figure(run["images"], run["labels"], perfect, run["model"].class_names)
     texts = [t.get_text() for ax in figure.axes for t in ax.texts]
     assert any("no misclassified images" in t for t in texts)
-    check_png(visualize.png_bytes(figure))
+    check_png(figures.png_bytes(figure))
 
 
 # --- the commands -------------------------------------------------------------------------------------------
