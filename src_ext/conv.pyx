@@ -1,8 +1,9 @@
 """Convolution as im2col + one GEMM (Caffe's design), and the passes around the GEMM.
 
-Layout: images are NCHW. im2col writes one row per output pixel, ``cols[(n*OH + oh)*OW + ow, (c*kh + i)*kw + j]``,
-so ``cols @ W.reshape(F, -1).T`` is the whole batch's convolution in a single BLAS call with rows of shape
-(N*OH*OW, F). ``rows_to_nchw`` adds the bias, applies the optional ReLU and turns those rows back into NCHW in the
+Layout: images are NCHW. ``im2col_t`` writes one row per kernel tap, ``cols_t[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]``
+(with stride 1, runs of whole output rows: long contiguous copies), so ``cols_t.T @ W.reshape(F, -1).T`` is the
+whole batch's convolution in a single BLAS call with rows of shape (N*OH*OW, F); ``col2im`` adds such per-pixel
+rows of tap gradients back onto the image. ``rows_to_nchw`` adds the bias, applies the optional ReLU and turns those rows back into NCHW in the
 same pass; ``nchw_to_rows`` is its adjoint for the backward pass. Every loop runs in parallel over images, so no
 two threads ever write the same element and results do not depend on the thread count.
 """
@@ -12,45 +13,12 @@ from cython.parallel cimport prange
 from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, require_conv, same_shape
 
 
-cpdef int im2col(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
-                 floating[:, ::1] cols) except -1 nogil:
-    """Copy every (C, kh, kw) patch of ``x`` (zero padding ``pad``) into one row of ``cols``."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    require_conv(H, W, kh, kw, stride, pad)
-    cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
-    cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
-    require(cols.shape[0] == N * OH * OW and cols.shape[1] == C * kh * kw, b"cols must be (N*OH*OW, C*kh*kw)")
-    cdef Py_ssize_t n, oh, ow, c, i, j, h, w0
-    cdef floating* dst
-    cdef const floating* src
-    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
-        for oh in range(OH):
-            for ow in range(OW):
-                dst = &cols[(n * OH + oh) * OW + ow, 0]
-                w0 = ow * stride - pad
-                for c in range(C):
-                    for i in range(kh):
-                        h = oh * stride + i - pad
-                        if h < 0 or h >= H:
-                            for j in range(kw):
-                                dst[j] = 0
-                        elif w0 >= 0 and w0 + kw <= W:
-                            src = &x[n, c, h, w0]
-                            for j in range(kw):
-                                dst[j] = src[j]
-                        else:
-                            for j in range(kw):
-                                dst[j] = x[n, c, h, w0 + j] if 0 <= w0 + j < W else 0
-                        dst = dst + kw
-    return 0
-
-
 cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
                    floating[:, ::1] cols_t) except -1 nogil:
-    """The transpose of im2col, ``cols_t[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]``, written row by row.
+    """Every (C, kh, kw) patch of ``x`` (zero padding ``pad``) as one column of ``cols_t``, written row by row.
 
     Each kernel tap's row is a run of whole output rows, so with stride 1 it is made of contiguous copies of OW
-    pixels (instead of kw pixels): ``cols_t.T @ W.reshape(F, -1).T`` is the same convolution as im2col's.
+    pixels (instead of kw pixels).
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     require_conv(H, W, kh, kw, stride, pad)
@@ -85,7 +53,8 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
 
 cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pad,
                  floating[:, :, :, ::1] dx) except -1 nogil:
-    """The adjoint of im2col: zero ``dx``, then add every row of ``cols`` back onto the pixels it came from."""
+    """The adjoint of im2col_t: zero ``dx``, then add every row of ``cols`` (one output pixel's tap gradients, the
+    layout of ``cols_t.T``) back onto the pixels it came from."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1

@@ -38,31 +38,33 @@ def conv_output_size(h, w, kh, kw, stride, padding):
 # --- convolution ------------------------------------------------------------------------------------------------
 
 def conv2d_forward(x, W, b, stride=1, padding=0, relu=False, workspace=None):
-    """y = act(conv(x, W) + b) as im2col + one GEMM (Caffe's design); W is (F, C, kh, kw)."""
+    """y = act(conv(x, W) + b) as im2col + one GEMM (Caffe's design); W is (F, C, kh, kw).
+
+    The patches are laid out one row per kernel tap (``im2col_t``), whose copies are whole output rows."""
     ws = workspace or Workspace()
     n = x.shape[0]
     f, _, kh, kw = W.shape
     oh, ow = conv_output_size(x.shape[2], x.shape[3], kh, kw, stride, padding)
-    cols = ws.get("cols", (n * oh * ow, W[0].size), x.dtype)
-    _conv.im2col(x, kh, kw, stride, padding, cols)
+    cols_t = ws.get("cols_t", (W[0].size, n * oh * ow), x.dtype)
+    _conv.im2col_t(x, kh, kw, stride, padding, cols_t)
     rows = ws.get("rows", (n * oh * ow, f), x.dtype)
-    gemm.matmul(cols, W.reshape(f, -1).T, out=rows)
+    gemm.matmul(cols_t.T, W.reshape(f, -1).T, out=rows)
     y = np.empty((n, f, oh, ow), dtype=x.dtype)
     _conv.rows_to_nchw(rows, b, relu, y.reshape(n, f, oh * ow))
-    return y, (x.shape, cols, W, y, stride, padding, relu, ws)
+    return y, (x.shape, cols_t, W, y, stride, padding, relu, ws)
 
 
 def conv2d_backward(dy, cache, input_grad=True):
     """(dx, dW, db) of ``conv2d_forward``; dx is None without ``input_grad``."""
-    x_shape, cols, W, y, stride, padding, relu, ws = cache
+    x_shape, cols_t, W, y, stride, padding, relu, ws = cache
     n, f = y.shape[0], y.shape[1]
-    drows = ws.get("rows", (cols.shape[0], f), y.dtype)
+    drows = ws.get("rows", (cols_t.shape[1], f), y.dtype)
     _conv.nchw_to_rows(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, drows)
     db = drows.sum(axis=0)
-    dW = gemm.matmul(drows.T, cols).reshape(W.shape)
+    dW = gemm.matmul(drows.T, cols_t.T).reshape(W.shape)
     if not input_grad:
         return None, dW, db
-    dcols = cols  # cols is no longer needed: its memory takes the column gradient
+    dcols = cols_t.reshape(cols_t.shape[1], cols_t.shape[0])  # its memory takes the per-pixel tap gradients
     gemm.matmul(drows, W.reshape(f, -1), out=dcols)
     dx = np.empty(x_shape, dtype=y.dtype)
     _conv.col2im(dcols, W.shape[2], W.shape[3], stride, padding, dx)

@@ -66,21 +66,6 @@ def test_plan_fuses_only_relu_conv_followed_by_pool():
         (0, 2, True), (2, 1, False), (3, 1, False)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c, size, kh, kw, stride, pad", [
-    (3, 7, 3, 3, 1, 0), (2, 8, 3, 2, 2, 1), (1, 5, 5, 5, 1, 2), (4, 6, 1, 1, 1, 0), (2, 9, 3, 3, 2, 0)])
-def test_im2col_t_is_the_transpose_of_im2col(dtype, c, size, kh, kw, stride, pad):
-    from cycnn.nn import _conv
-    x = np.random.default_rng(3).standard_normal((2, c, size, size)).astype(dtype)
-    oh = (size + 2 * pad - kh) // stride + 1
-    ow = (size + 2 * pad - kw) // stride + 1
-    cols = np.full((2 * oh * ow, c * kh * kw), np.nan, dtype=dtype)
-    cols_t = np.full((c * kh * kw, 2 * oh * ow), np.nan, dtype=dtype)
-    _conv.im2col(x, kh, kw, stride, pad, cols)
-    _conv.im2col_t(x, kh, kw, stride, pad, cols_t)
-    np.testing.assert_array_equal(cols_t, cols.T)
-
-
 def test_winograd_choice_follows_a_change_of_dtype():
     """8 channels fill a float64 vector but not a float32 one: after astype, the fused step must notice."""
     from cycnn.nn.layers import Dense, Flatten

@@ -28,13 +28,13 @@ def _ids(case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
-def test_im2col_matches_loops(case, dtype):
+def test_im2col_t_matches_loops(case, dtype):
     (kh, kw), stride, pad, shape = case
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    expected = im2col_reference(x, kh, kw, stride, pad)
-    cols = np.full(expected.shape, np.nan, dtype=dtype)  # every entry must be written, padding included
-    _conv.im2col(x, kh, kw, stride, pad, cols)
-    np.testing.assert_array_equal(cols, expected)
+    expected = im2col_reference(x, kh, kw, stride, pad).T
+    cols_t = np.full(expected.shape, np.nan, dtype=dtype)  # every entry must be written, padding included
+    _conv.im2col_t(x, kh, kw, stride, pad, cols_t)
+    np.testing.assert_array_equal(cols_t, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -62,16 +62,17 @@ def test_col2im_matches_loops(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
-def test_col2im_is_the_adjoint_of_im2col(case, dtype):
-    """<im2col(x), y> == <x, col2im(y)> for random x and y."""
+def test_col2im_is_the_adjoint_of_im2col_t(case, dtype):
+    """<im2col_t(x).T, y> == <x, col2im(y)> for random x and y."""
     (kh, kw), stride, pad, shape = case
     n, c, h, w = shape
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(dtype)
     rows = n * out_size(h, kh, stride, pad) * out_size(w, kw, stride, pad)
     y = rng.standard_normal((rows, c * kh * kw)).astype(dtype)
-    cols = np.empty_like(y)
-    _conv.im2col(x, kh, kw, stride, pad, cols)
+    cols_t = np.empty(y.shape[::-1], dtype=dtype)
+    _conv.im2col_t(x, kh, kw, stride, pad, cols_t)
+    cols = cols_t.T
     back = np.empty_like(x)
     _conv.col2im(y, kh, kw, stride, pad, back)
     lhs = np.dot(cols.ravel().astype(np.float64), y.ravel().astype(np.float64))
