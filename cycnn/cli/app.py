@@ -4,7 +4,9 @@ Every problem the user can fix (a missing file, a bad flag value, a kernel large
 with one line on stderr, ``cycnn: error: ...``, and exit code 2; an interrupted run says how to resume and exits
 with 130.
 """
+import signal
 import sys
+import warnings
 
 import typer
 
@@ -30,11 +32,19 @@ app.command()(pictures.report)
 
 
 def main(argv=None):
-    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2, and an interruption
+    (Ctrl-C or SIGTERM, at any moment) into one line (with the command that resumes, where a checkpoint exists)
+    and exit code 130."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, _interrupt)
+    warnings.formatwarning = _one_line_warning
     try:
         result = app(args=argv, prog_name="cycnn", standalone_mode=False)
-    except TrainingInterrupted as exc:
-        typer.echo(str(exc), err=True)
+    except (TrainingInterrupted, typer.Abort, KeyboardInterrupt) as exc:
+        # A further Ctrl-C or SIGTERM while exiting is ignored, so that it cannot cut the line short.
+        previous = {sig: signal.SIG_IGN for sig in previous}
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        typer.echo(str(exc) if isinstance(exc, TrainingInterrupted) else "cycnn: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except CycnnError as exc:
         typer.echo(f"cycnn: error: {exc}", err=True)
@@ -46,10 +56,20 @@ def main(argv=None):
         if message:  # (bare `cycnn` has already printed the help)
             typer.echo(f"cycnn: error: {message}", err=True)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("cycnn: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     except MemoryError:
         typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
         sys.exit(EXIT_USAGE)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM outside training is an interruption like Ctrl-C (training installs its own graceful stop)."""
+    raise KeyboardInterrupt
+
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"cycnn: warning: {message}\n"

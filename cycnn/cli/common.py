@@ -1,4 +1,6 @@
 """What the commands share: flag parsing helpers, the thread setup, and loading the data and the model."""
+import re
+
 from cycnn.data.datasets import load_data
 from cycnn.errors import ConfigError
 from cycnn.io.model_file import load_model
@@ -12,19 +14,26 @@ DATASET_HELP = "A named dataset: mnist or fashion-mnist."
 THREADS_HELP = "Threads for the kernels and BLAS (default: all cores)."
 
 
+INTEGER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits only: int() would also take "３２" or "1_000"
+NUMBER = re.compile(r"-?[0-9]*\.?[0-9]+(e[-+]?[0-9]+)?", re.IGNORECASE)
+
+
+def _items(text, name, pattern, convert, kind):
+    """"32,64" -> [32, 64]; an empty string is an empty list, an empty item ("32,,64") an error."""
+    if not text:
+        return []
+    items = [item.strip() for item in text.split(",")]
+    if not all(pattern.fullmatch(item) for item in items):
+        raise ConfigError(f"--{name} takes comma-separated {kind}, received {text!r}")
+    return [convert(item) for item in items]
+
+
 def int_list(text, name):
-    """"32,64" -> [32, 64]; an empty string is an empty list."""
-    try:
-        return [int(v) for v in text.split(",") if v.strip()] if text else []
-    except ValueError:
-        raise ConfigError(f"--{name} takes comma-separated integers, received {text!r}") from None
+    return _items(text, name, INTEGER, int, "whole numbers (at most 9 digits each)")
 
 
 def float_list(text, name):
-    try:
-        return [float(v) for v in text.split(",") if v.strip()] if text else []
-    except ValueError:
-        raise ConfigError(f"--{name} takes comma-separated numbers, received {text!r}") from None
+    return _items(text, name, NUMBER, float, "numbers")
 
 
 def setup_threads(threads):

@@ -13,6 +13,9 @@ from cycnn.errors import ConfigError
 from cycnn.io import architecture, onnx_export
 from cycnn.train.evaluation import confusion_matrix, per_class_scores, predict_images, scores
 
+# Beyond this many classes the confusion matrix does not fit a terminal; --json still has it.
+MAX_TABLE_CLASSES = 30
+
 
 def evaluate(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
@@ -26,10 +29,9 @@ def evaluate(
     setup_threads(threads)
     data, x_test, y_test = test_set(data_dir, dataset)
     check_model_fits(model, x_test, y_test, f"{model_path}: the test set")
-    digits = [str(i) for i in range(model.num_classes)]
-    if data.class_names is not None and model.class_names not in (data.class_names, digits):
-        raise ConfigError(f"{model_path}: the model's classes ({', '.join(model.class_names)}) are not the "
-                          f"dataset's ({', '.join(data.class_names)})")
+    if data.class_names is not None and model.class_names != list(data.class_names):
+        raise ConfigError(f"{model_path}: the model's classes ({_names(model.class_names)}) are not the "
+                          f"dataset's ({_names(data.class_names)})")
     probs = predict_images(model, x_test)
     predicted = probs.argmax(axis=1)
     loss, accuracy = scores(probs, y_test)
@@ -40,6 +42,9 @@ def evaluate(
                                "per_class": per_class, "images": int(len(y_test))}))
         return
     typer.echo(f"{model_path}: accuracy {accuracy:.2%}, loss {loss:.4f} on {len(y_test):,} test images\n")
+    if model.num_classes > MAX_TABLE_CLASSES:
+        typer.echo(f"({model.num_classes} classes: the confusion matrix and per-class table are in --json)")
+        return
     width = max(5, max(len(c) for c in model.class_names))
     typer.echo("confusion matrix (rows: true class, columns: predicted)")
     typer.echo(" " * (width + 1) + " ".join(f"{c:>{width}}" for c in model.class_names))
@@ -49,6 +54,11 @@ def evaluate(
     for s in per_class:
         typer.echo(f"{s['class']:>{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  "
                    f"{s['support']:7d}")
+
+
+def _names(names, most=12):
+    shown = ", ".join(names[:most])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
 def predict(

@@ -18,14 +18,15 @@ from cycnn.viz import report as html_report
 from cycnn.viz.figures import pictures, png_bytes
 
 INDEX_HELP = "A test image to follow through the network (repeatable) (default: 0)."
-COUNT_HELP = "Images in the predictions and most-confused grids."
+MAX_COUNT = 400  # a 20x20 grid: more tiles than a figure can show legibly
+COUNT_HELP = f"Images in the predictions and most-confused grids (1 to {MAX_COUNT})."
 
 
 def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
     """What ``visualize`` and ``report`` draw: returns (model, log path or None, test labels, test probabilities,
     the pictures as a generator)."""
-    if count < 1:
-        raise ConfigError(f"--count must be a positive integer, received {count}")
+    if not 1 <= count <= MAX_COUNT:
+        raise ConfigError(f"--count must be from 1 to {MAX_COUNT}, received {count}")
     model = load_model(model_path)
     if log is None:
         beside = model_path.with_name(model_path.stem + ".log.jsonl")

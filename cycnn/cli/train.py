@@ -17,8 +17,11 @@ from cycnn.viz.live import LiveServer, LiveView
 
 # The flags that describe the network; with --resume the checkpoint's model is used, so they are refused there.
 LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout")
-# Flags whose value a checkpoint fixes ("limit_train" and "data_dir" are RunSettings names as well).
-FIXED_FLAGS = tuple(name for name in RESUME_FIXED if name not in ("data_sha256", "max_degrees", "max_shift"))
+# Flags whose value a checkpoint fixes (they are RunSettings names as well). The data is named again on resume
+# (--data-dir, --dataset) and the outputs may be (--out, --log): a checkpoint never decides where cycnn reads or
+# writes.
+FIXED_FLAGS = tuple(name for name in RESUME_FIXED if name not in ("data_sha256", "max_degrees", "max_shift",
+                                                                   "data_dir", "dataset"))
 
 
 # The longer flag descriptions, kept here so that the command's signature reads as a list of flags.
@@ -104,18 +107,18 @@ def _new_run(flags):
                            dataset=flags.dataset, out=str(flags.out), checkpoint=_text(flags.checkpoint),
                            checkpoint_every=flags.checkpoint_every, log=_text(flags.log), log_every=flags.log_every)
     layers = {name: getattr(flags, name) for name in LAYER_FLAGS}
-    return TrainingRun.start(settings, lambda data: architecture.build(_architecture(layers, data), seed=flags.seed),
-                             **_run_options(flags))
+    return TrainingRun.start(settings, lambda data: _architecture(layers, data), **_run_options(flags))
 
 
 def _resumed_run(ctx, flags):
     """The checkpoint's run; flags that would change what it computes or where it writes are refused."""
     given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
-    fixed = [name for name in (*FIXED_FLAGS, *LAYER_FLAGS, "out", "checkpoint", "checkpoint_every") if name in given]
+    fixed = [name for name in (*FIXED_FLAGS, *LAYER_FLAGS, "checkpoint", "checkpoint_every") if name in given]
     if fixed:
         raise ConfigError(f"--resume continues the run with the settings stored in {flags.resume}; drop "
                           + ", ".join("--" + name.replace("_", "-") for name in fixed))
-    overrides = {"log": str(flags.log)} if flags.log is not None else {}
+    overrides = {"out": str(flags.out) if "out" in given else None, "log": _text(flags.log),
+                 "data_dir": _text(flags.data_dir), "dataset": flags.dataset}
     return TrainingRun.resume(flags.resume, overrides, **_run_options(flags))
 
 
@@ -135,6 +138,8 @@ def _architecture(flags, data):
                               "--arch file")
         spec = architecture.load_file(given["arch"])
     elif given:
+        if given.get("dense") == "" and given.get("dropout"):
+            raise ConfigError("--dropout sits after the hidden dense layers, and --dense '' asks for none: drop one")
         parse = {"conv": ("conv_channels", int_list), "kernel": ("kernel_sizes", int_list),
                  "dense": ("dense_units", int_list), "dropout": ("dropouts", float_list),
                  "pool": ("pool_size", None), "padding": ("padding", None)}
@@ -177,9 +182,7 @@ def _report(summary, flags, run, live_view):
     if flags.json_output:
         typer.echo(json.dumps(summary))
     if live_view:
-        live_view.finish(run.trainer, status="finished", test_accuracy=summary["test_accuracy"],
-                         test_loss=summary["test_loss"])
-        _stop_live(live_view.server, flags.keep_serving)
+        _stop_live(live_view, run.trainer, summary, flags.keep_serving)
 
 
 def _start_live(port, interval, run):
@@ -196,17 +199,21 @@ def _start_live(port, interval, run):
     return view
 
 
-def _stop_live(server, keep_serving):
-    """Stop the --live server once an open page has seen the final state, or with --keep-serving at Ctrl+C."""
-    if not keep_serving:
-        server.wait_until_seen(timeout=3.0)
-        server.stop()
-        return
-    typer.echo(f"training done; the live view stays at {server.url} until Ctrl+C")
+def _stop_live(view, trainer, summary, keep_serving):
+    """Show the final state on the --live page, then stop its server once an open page has seen it, or with
+    --keep-serving at Ctrl+C (caught from the moment the final state is visible, so it always ends the run
+    cleanly)."""
+    server = view.server
     try:
+        view.finish(trainer, status="finished", test_accuracy=summary["test_accuracy"], test_loss=summary["test_loss"])
+        if not keep_serving:
+            server.wait_until_seen(timeout=3.0)
+            return
+        typer.echo(f"training done; the live view stays at {server.url} until Ctrl+C", err=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        if not keep_serving:
+            raise
     finally:
         server.stop()

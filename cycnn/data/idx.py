@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import math
 import os
+import stat
 import zlib
 from importlib import resources
 
@@ -39,9 +40,12 @@ def _read_bytes(path):
     """The file's content, decompressed if it is gzip (recognised by its magic bytes, not its name).
 
     Reads no more than the IDX header declares, plus one byte to notice trailing data, so a small gzip file cannot
-    make the reader decompress gigabytes; parse_idx then checks the content.
+    make the reader decompress gigabytes; parse_idx then checks the content. FIFOs and devices are refused before
+    opening: reading one may block or never end.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DataError(f"{path}: not a regular file (a directory, FIFO or device); expected an IDX file")
         with open(path, "rb") as fh:
             gzipped = fh.read(2) == b"\x1f\x8b"
             fh.seek(0)
@@ -104,10 +108,11 @@ def read_idx(path):
 
 
 def find_idx_file(directory, stem):
-    """The path of IDX file ``stem`` in ``directory``, raw or gzip, with MNIST's dashes or dots."""
+    """The path of IDX file ``stem`` in ``directory``, raw or gzip, with MNIST's dashes or dots (whatever it is:
+    reading it refuses a FIFO or a directory by that name)."""
     for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
+        if os.path.lexists(path):
             return path
     raise DataError(f"{directory}: no {stem} (or {stem}.gz) in this directory")
 

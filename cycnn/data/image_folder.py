@@ -8,15 +8,18 @@ Two layouts are accepted:
   or more) is held out as the test set, chosen by a generator with a fixed seed over the sorted file names, so that
   ``cycnn train`` and ``cycnn evaluate`` see the same split on every run and machine.
 
-Class names are the subfolder names, sorted; labels are their indices. Images are PNG or JPEG files (by suffix,
-any case); other files and hidden files are ignored. Each image goes through ``cycnn.data.images.prepare_digit`` (gray,
-ink made light on dark, cropped, scaled into 20x20, centred by mass in 28x28) and is stored as uint8, like MNIST.
+Class names are the subfolder names, sorted; labels are their indices. A name must be printable text of at most
+``cycnn.nn.sequential.MAX_CLASS_NAME`` characters (``check_class_name``): tables, messages and reports print it. Images are PNG or JPEG
+files (by suffix, any case); other files and hidden files are ignored. Each image goes through
+``cycnn.data.images.prepare_digit`` (gray, ink made light on dark, cropped, scaled into 20x20, centred by mass in
+28x28) and is stored as uint8, like MNIST.
 """
 import os
 
 import numpy as np
 
 from cycnn.errors import DataError
+from cycnn.nn.sequential import check_class_name
 from cycnn.data.images import prepare_digit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -47,6 +50,7 @@ def _class_files(directory):
     """{class name: sorted image paths} for the subfolders of ``directory``; every class needs an image."""
     classes = {}
     for name in _subdirs(directory):
+        check_class_name(name, directory, DataError)
         files = _image_files(os.path.join(directory, name))
         if not files:
             raise DataError(f"{os.path.join(directory, name)}: class folder without PNG or JPEG images")

@@ -6,6 +6,7 @@ Photos are usually dark ink on light paper, so an image whose border is brighter
 """
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -23,7 +24,7 @@ def load_image(path_or_bytes, name=None):
     name = name or ("image" if in_memory else os.fspath(path_or_bytes))
     source = io.BytesIO(path_or_bytes) if in_memory else path_or_bytes
     try:
-        if (len(path_or_bytes) if in_memory else os.path.getsize(source)) == 0:
+        if (len(path_or_bytes) if in_memory else _file_size(source, name)) == 0:
             raise ImageError(f"{name}: empty file, not an image")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the result or the error says enough
@@ -35,13 +36,11 @@ def load_image(path_or_bytes, name=None):
                 if getattr(img, "n_frames", 1) > 1:
                     raise ImageError(f"{name}: animated image with {img.n_frames} frames; give a single image")
                 img.load()
-                return _to_gray(ImageOps.exif_transpose(img))  # phone photos are often stored rotated
+                return _to_gray(ImageOps.exif_transpose(img), name)  # phone photos are often stored rotated
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a directory, not an image") from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -51,15 +50,26 @@ def load_image(path_or_bytes, name=None):
         raise ImageError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
-def _to_gray(img):
-    """Any mode (palette, alpha, 16-bit, CMYK...) to grayscale in [0, 1]; transparency shows as white paper."""
+def _file_size(path, name):
+    """The size of a regular file, checked before opening it: reading a FIFO or a device may block or never end."""
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{name}: is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{name}: not a regular file (a FIFO, socket or device), not an image")
+    return info.st_size
+
+
+def _to_gray(img, name):
+    """Any mode (palette, alpha, 16-bit, CMYK...) to grayscale in [0, 1]; transparency shows as white paper.
+    A float image with NaN or infinite pixels is refused: any digit read from it would be a guess."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Stretched to their own range: 16-bit files often hold 10- or 12-bit data, and float files any range.
         data = np.asarray(img, dtype=np.float64)
-        finite = np.isfinite(data)
-        if not finite.any():
-            raise ValueError("no pixel has a finite value")
-        data = np.where(finite, data, np.median(data[finite]))  # NaN or infinite pixels: the typical (paper) value
+        bad = data.size - np.count_nonzero(np.isfinite(data))
+        if bad:
+            raise ImageError(f"{name}: {bad:,} of its {data.size:,} pixels are NaN or infinite, not an image of a "
+                             "digit")
         low, high = float(data.min()), float(data.max())
         return (data - low) / (high - low) if high > low else np.zeros_like(data)
     if img.mode == "P" or img.mode in ("LA", "PA", "RGBA", "La", "RGBa") or "transparency" in img.info:

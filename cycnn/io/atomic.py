@@ -8,6 +8,7 @@ import stat
 import tempfile
 
 from cycnn.errors import OutputError
+from cycnn.io.paths import process_exists, resolve_output
 
 
 def _new_file_mode(path):
@@ -47,7 +48,7 @@ def _remove_abandoned_temporaries(directory, base):
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
         pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or process_exists(int(pid)):
             continue
         try:
             os.unlink(os.path.join(directory, name))
@@ -55,31 +56,21 @@ def _remove_abandoned_temporaries(directory, base):
             pass
 
 
-def _process_exists(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # it exists but belongs to someone else, or the number is not a pid: leave the file alone
-    return True
-
-
 def write_atomic(path, write):
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
     A crash or kill at any moment leaves either the old file or the complete new one at ``path`` (the rename is
     atomic on POSIX and Windows). The temporary file is a hidden ``.NAME.PID.RANDOM.tmp`` in the same directory.
-    Raises OutputError if the file cannot be written (a directory in the way, no permission, a full disk).
+    A symlink is followed (the file it points to is replaced and the link kept); a device, FIFO, socket or
+    directory at the path is refused. Raises OutputError if the file cannot be written (one of those in the way,
+    no permission, a full disk).
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory; give a file name to write to")
+    real = str(resolve_output(path, error=OutputError))
+    directory, base = os.path.dirname(real), os.path.basename(real)
     try:
         os.makedirs(directory, exist_ok=True)
-        mode = _new_file_mode(path)
+        mode = _new_file_mode(real)
         _remove_abandoned_temporaries(directory, base)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.{os.getpid()}.", suffix=".tmp")
     except OSError as exc:
@@ -91,7 +82,7 @@ def write_atomic(path, write):
             if hasattr(os, "fchmod"):  # mkstemp creates the file private (0o600)
                 os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except BaseException as exc:
         try:
             os.unlink(tmp)

@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from cycnn.errors import CycnnError, ModelFileError
+from cycnn.errors import CycnnError, ModelFileError, OutputError
 from cycnn.io.architecture import build
 from cycnn.io.atomic import write_atomic
 from cycnn.version import __version__
@@ -53,6 +53,9 @@ def save_arrays(path, kind, architecture, arrays, extra=None):
         **(extra or {}),
     }
     header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    if header_bytes.size > MAX_HEADER_BYTES:  # what cycnn writes, it must read back
+        raise OutputError(f"{path}: not saved, its header would take {header_bytes.size:,} bytes, more than the "
+                          f"{MAX_HEADER_BYTES:,} a model file may hold (too much metadata)")
     write_atomic(path, lambda fh: np.savez(fh, **{HEADER: header_bytes}, **arrays))
 
 
@@ -84,7 +87,9 @@ def _read_npy(zf, info, dtype, shape, name, path, limit=MAX_ARRAY_BYTES):
             raise ModelFileError(f"{path}: array {name!r} has an unsupported .npy version {version}")
         if file_dtype.hasobject or file_dtype.newbyteorder("=") != dtype.newbyteorder("="):
             raise ModelFileError(f"{path}: array {name!r} is stored as {file_dtype}, the header says {dtype}")
-        if fortran or (shape is not None and tuple(file_shape) != tuple(shape)):
+        if fortran:
+            raise ModelFileError(f"{path}: array {name!r} is stored in Fortran order; cycnn writes C order")
+        if shape is not None and tuple(file_shape) != tuple(shape):
             raise ModelFileError(f"{path}: array {name!r} is stored with shape {file_shape}, the header says "
                                  f"{tuple(shape) if shape is not None else '(n,)'}")
         if shape is None and len(file_shape) != 1:
@@ -111,10 +116,10 @@ def _check_header(header, path, kind):
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a cycnn model file (the header is not cycnn's)")
     version = header.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+    if type(version) is int and version > VERSION:
         raise ModelFileError(f"{path}: written in format version {version} by a newer cycnn; this cycnn "
                              f"({__version__}) reads version {VERSION}: upgrade cycnn to load it")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # not True or 1.0, which Python calls equal to 1
         raise ModelFileError(f"{path}: unknown format version {version!r} (this cycnn reads version {VERSION})")
     if header.get("kind") not in KINDS:
         raise ModelFileError(f"{path}: unknown file kind {header.get('kind')!r}")
@@ -211,41 +216,17 @@ def save_model(model, path, metadata=None):
     save_arrays(path, "model", model.get_config(), arrays, {"metadata": metadata or {}})
 
 
-def _declared_parameter_shapes(entry):
-    """The weight shapes a Conv2D or Dense layer description implies, computed without building the layer.
-
-    Checked against the stored arrays before ``build``, so a tampered architecture cannot make the loader
-    allocate (and fill with random numbers) layers far larger than the file. Other layer types are checked
-    after building, like every layer.
-    """
-    kind = entry.get("type")
-    if kind == "Dense":
-        return {"W": [entry.get("in_features"), entry.get("out_features")], "b": [entry.get("out_features")]}
-    if kind == "Conv2D":
-        k = entry.get("kernel_size")
-        kh, kw = (k, k) if not isinstance(k, (list, tuple)) else (list(k) + [None, None])[:2]
-        return {"W": [entry.get("out_channels"), entry.get("in_channels"), kh, kw], "b": [entry.get("out_channels")]}
-    return {}
-
-
 def model_from(header, arrays, path):
-    """Build the model a header describes and fill in its weights, checking each against the layer."""
+    """Build the model a header describes and fill in its weights, checking each against the layer.
+
+    The layers are built with placeholder weights that take no memory, so a tampered architecture cannot make
+    the loader allocate (and fill with random numbers) layers far larger than the file before it is checked.
+    """
     params = {name: a for name, a in arrays.items() if name.startswith("param.")}
     config = header.get("architecture")
-    layers = config.get("layers") if isinstance(config, dict) else None
-    if not isinstance(layers, list):
-        raise ModelFileError(f"{path}: the stored architecture is invalid (no layer list)")
-    for i, entry in enumerate(layers):
-        if not isinstance(entry, dict):
-            continue  # build() reports it
-        for pname, shape in _declared_parameter_shapes(entry).items():
-            stored = params.get(f"param.{i}.{pname}")
-            if stored is None or list(stored.shape) != shape:
-                raise ModelFileError(f"{path}: weight param.{i}.{pname} does not match layer {i} "
-                                     f"({entry.get('type')}) of the stored architecture")
     try:
         model = build(config, initialize=False)
-    except (CycnnError, KeyError, TypeError, ValueError) as exc:
+    except (CycnnError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(f"{path}: the stored architecture is invalid ({exc})") from None
     expected = {f"param.{key}": param for key, param, _ in model.parameters()}
     if set(params) != set(expected):
@@ -254,8 +235,6 @@ def model_from(header, arrays, path):
     dtypes = {str(a.dtype) for a in params.values()}
     if len(dtypes) > 1 or not dtypes <= {"float32", "float64"}:
         raise ModelFileError(f"{path}: weights must all be float32 or all float64, found {sorted(dtypes)}")
-    if dtypes:
-        model.astype(dtypes.pop())
     for name, target in expected.items():
         source = params[name]
         if source.shape != target.shape:
@@ -263,9 +242,12 @@ def model_from(header, arrays, path):
                                  f"{target.shape}")
         if not np.all(np.isfinite(source)):
             raise ModelFileError(f"{path}: weight {name} holds NaN or infinite values")
+    dtype = dtypes.pop() if dtypes else "float32"
     for i, layer in enumerate(model.layers):
-        for pname in layer.params:
-            layer.params[pname] = np.array(params[f"param.{i}.{pname}"])
+        if layer.params:
+            layer.load_params({pname: params[f"param.{i}.{pname}"] for pname in layer.params})
+        else:
+            layer.astype(dtype)
     return model
 
 

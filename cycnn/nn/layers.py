@@ -9,18 +9,35 @@ Every layer is callable: ``y = layer(x)`` runs the forward pass and caches what 
 The arithmetic is in ``cycnn.nn.functional``; a layer holds the parameters, the cache between its two passes, the
 training flag and a ``Workspace`` of scratch arrays reused while the batch shape stays the same.
 """
+import math
+
 import numpy as np
 
 from cycnn.errors import ArchitectureError, ConfigError
 from cycnn.nn import functional as F
 
 ACTIVATIONS = (None, "relu")
+# The largest channel count, kernel, stride, padding or pool size a layer takes, and the largest feature count of
+# a dense layer: far beyond any network that fits in memory, and small enough that no size computed from them
+# overflows the kernels' C integers.
+MAX_SIZE = 1 << 20
+MAX_FEATURES = 1 << 30
+# The most numbers one weight tensor may hold (2**40: 4 TB of float32), checked before any is allocated.
+MAX_ELEMENTS = 1 << 40
+
+
+def _size(name, value, least=1, most=MAX_SIZE):
+    """An integer size in [least, most] (booleans are not sizes)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        kind = "a positive integer" if least == 1 else "a non-negative integer"
+        raise ConfigError(f"{name} must be {kind}, received {name}={value!r}")
+    if value > most:
+        raise ConfigError(f"{name} must be at most {most:,}, received {name}={value!r}")
+    return int(value)
 
 
 def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, received {name}={value!r}")
-    return int(value)
+    return _size(name, value)
 
 
 def _pair(name, value):
@@ -86,6 +103,24 @@ class Layer:
     def reseed(self, seed):
         """Seed the layer's random numbers (dropout masks); layers that draw none ignore it."""
 
+    def load_params(self, params):
+        """Take ``params`` (name -> array, the layer's names and shapes, all float32 or all float64) as the
+        layer's weights, in their dtype: how a loader fills a layer built without initial weights."""
+        if set(params) != set(self.params):
+            raise ConfigError(f"{type(self).__name__} has parameters {sorted(self.params)}, given {sorted(params)}")
+        for name, array in params.items():
+            if array.shape != self.params[name].shape:
+                raise ConfigError(f"{type(self).__name__} parameter {name} has shape {self.params[name].shape}, "
+                                  f"given {array.shape}")
+        dtypes = {np.dtype(a.dtype) for a in params.values()}
+        if len(dtypes) > 1:
+            raise ConfigError(f"{type(self).__name__} parameters must share one dtype, given {sorted(map(str, dtypes))}")
+        if dtypes:
+            self.dtype = _check_dtype(dtypes.pop())
+        self.params = {name: np.array(array, dtype=self.dtype) for name, array in params.items()}
+        self.grads = {}
+        self.workspace.clear()
+
     def astype(self, dtype):
         """Convert the parameters to ``dtype`` (float64 for gradient checks) and drop the scratch arrays."""
         self.dtype = _check_dtype(dtype)
@@ -116,7 +151,7 @@ class Conv2D(Layer):
     """2-D convolution as im2col + GEMM, with the bias and an optional ReLU fused into the pass after the GEMM.
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, OH, OW), OH = (H + 2*padding - kh) // stride + 1.
-    ``seed=False`` leaves the weights uninitialized (zeros), for a loader that is about to overwrite them.
+    ``seed=False`` gives placeholder weights that take no memory, for a loader that is about to fill them.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activation=None,
@@ -126,19 +161,18 @@ class Conv2D(Layer):
         self.out_channels = _positive_int("out_channels", out_channels)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _positive_int("stride", stride)
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ConfigError(f"padding must be a non-negative integer, received padding={padding!r}")
-        self.padding = int(padding)
+        self.padding = _size("padding", padding, least=0)
         self.activation = _check_activation(activation)
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed=None):
         """He initialization (suits ReLU): weights ~ N(0, 2 / fan_in), biases 0."""
         kh, kw = self.kernel_size
-        fan_in = self.in_channels * kh * kw
         shape = (self.out_channels, self.in_channels, kh, kw)
-        W = (np.zeros(shape) if seed is False
-             else np.random.default_rng(seed).standard_normal(shape) * np.sqrt(2.0 / fan_in))
+        if seed is False:
+            self.params = _placeholders({"W": shape, "b": (self.out_channels,)}, self.dtype)
+            return
+        W = np.random.default_rng(seed).standard_normal(shape) * np.sqrt(2.0 / (self.in_channels * kh * kw))
         self.params = {"W": W.astype(self.dtype), "b": np.zeros(self.out_channels, dtype=self.dtype)}
 
     def get_config(self):
@@ -228,22 +262,24 @@ class Flatten(Layer):
 class Dense(Layer):
     """Fully connected layer: y = act(x @ W + b) with W of shape (in_features, out_features).
 
-    ``seed=False`` leaves the weights uninitialized (zeros), for a loader that is about to overwrite them.
+    ``seed=False`` gives placeholder weights that take no memory, for a loader that is about to fill them.
     """
 
     def __init__(self, in_features, out_features, activation=None, seed=None, dtype=np.float32):
         super().__init__(dtype)
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = _size("in_features", in_features, most=MAX_FEATURES)
+        self.out_features = _size("out_features", out_features, most=MAX_FEATURES)
         self.activation = _check_activation(activation)
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed=None):
         """He initialization for ReLU layers, Glorot (Xavier) for the linear output layer."""
         fan_in, fan_out = self.in_features, self.out_features
+        if seed is False:
+            self.params = _placeholders({"W": (fan_in, fan_out), "b": (fan_out,)}, self.dtype)
+            return
         std = np.sqrt(2.0 / fan_in) if self.activation == "relu" else np.sqrt(2.0 / (fan_in + fan_out))
-        W = (np.zeros((fan_in, fan_out)) if seed is False
-             else np.random.default_rng(seed).standard_normal((fan_in, fan_out)) * std)
+        W = np.random.default_rng(seed).standard_normal((fan_in, fan_out)) * std
         self.params = {"W": W.astype(self.dtype), "b": np.zeros(fan_out, dtype=self.dtype)}
 
     def get_config(self):
@@ -295,6 +331,17 @@ class Dropout(Layer):
     def backward(self, dy):
         mask, self._cache = self._cache, None
         return F.dropout_backward(np.asarray(dy, dtype=self.dtype), mask)
+
+
+def _placeholders(shapes, dtype):
+    """Read-only zero arrays of these shapes that take no memory (broadcast views of one zero): the parameters of a
+    layer built to be filled by a loader, so that building a large layer costs nothing before its file is read."""
+    for name, shape in shapes.items():
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise ConfigError(f"weight {name} of shape {shape} would hold {math.prod(shape):,} numbers, more than any "
+                              f"machine's memory (at most {MAX_ELEMENTS:,})")
+    zero = np.zeros((), dtype=dtype)
+    return {name: np.broadcast_to(zero, shape) for name, shape in shapes.items()}
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, ReLU, Flatten, Dense, Dropout)}

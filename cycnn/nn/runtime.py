@@ -12,8 +12,15 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
+def max_threads():
+    """The most threads cycnn accepts: four per core this process may run on (more only slows it down, and a
+    thread count in the tens of thousands makes the OpenMP runtime crash or hang)."""
+    return 4 * default_threads()
+
+
 def set_threads(n):
-    """Use ``n`` threads for the Cython kernels (OpenMP) and for the matrix products (``cycnn.nn.gemm``).
+    """Use ``n`` threads (1 to ``max_threads()``) for the Cython kernels (OpenMP) and for the matrix products
+    (``cycnn.nn.gemm``).
 
     BLAS itself is limited to one thread: cycnn shares each product's rows among its own threads instead, so
     the kernels and the products never oversubscribe the cores. Returns the threadpoolctl limiter, whose
@@ -21,6 +28,9 @@ def set_threads(n):
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"thread count must be a positive integer, received {n!r}")
+    if n > max_threads():
+        raise ConfigError(f"thread count must be at most {max_threads()} (four per core of this machine), "
+                          f"received {n}")
     _parallel.set_num_threads(n)
     gemm.set_threads(n)
     return threadpool_limits(limits=1, user_api="blas")
@@ -52,3 +62,19 @@ def keep_large_allocations_in_heap():
     ok = mallopt(M_MMAP_THRESHOLD, 512 << 20) == 1
     ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
     return bool(ok)
+
+
+def available_memory():
+    """Bytes of memory this machine can give a new allocation now (Linux's MemAvailable; elsewhere the physical
+    memory): the budget a network's estimate is checked against before anything is allocated."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -9,6 +9,26 @@ from cycnn.nn import fused
 from cycnn.nn.losses import softmax
 
 
+# A class name is shown in tables, figures, pages and logs: plain printable text of at most this many characters.
+MAX_CLASS_NAME = 64
+
+
+def check_class_name(name, source="the model", error=ConfigError):
+    """Refuse a class name that is not short printable text, raising ``error`` that starts with ``source``: a
+    control character or terminal escape would garble (or take over) every table, message and report that prints
+    it. The message shows the name escaped, by repr()."""
+    if not isinstance(name, str):
+        raise error(f"{source}: a class name must be text, not {type(name).__name__}")
+    shown = repr(name[:MAX_CLASS_NAME]) + ("..." if len(name) > MAX_CLASS_NAME else "")
+    if not name.strip():
+        raise error(f"{source}: class name {shown} is blank")
+    if len(name) > MAX_CLASS_NAME:
+        raise error(f"{source}: class name {shown} has {len(name):,} characters, more than {MAX_CLASS_NAME}")
+    if not name.isprintable():
+        raise error(f"{source}: class name {shown} holds control or other unprintable characters")
+    return name
+
+
 class HookHandle:
     """Returned by the ``register_*`` methods; ``remove()`` detaches the hook (PyTorch's RemovableHandle)."""
 
@@ -53,7 +73,9 @@ class Sequential:
         self.num_classes = shape[0]
         if class_names is None:
             class_names = [str(i) for i in range(self.num_classes)]
-        class_names = [str(c) for c in class_names]
+        if not isinstance(class_names, (list, tuple)):
+            raise ConfigError(f"class names must be a list, received {type(class_names).__name__}")
+        class_names = [check_class_name(c) for c in class_names]
         if len(class_names) != self.num_classes:
             raise ConfigError(f"{len(class_names)} class names given for a model with {self.num_classes} outputs")
         self.class_names = class_names
@@ -179,10 +201,13 @@ class Sequential:
         """Class probabilities for images x (N, C, H, W) or (N, H, W), in eval mode.
 
         Any number of images can be passed; they go through the network ``batch_size`` at a time, which keeps the
-        im2col buffers small enough to stay in cache (and the process's memory flat) for large inputs.
+        im2col buffers small enough to stay in cache (and the process's memory flat) for large inputs. NaN or
+        infinite pixels are refused: they would give an answer that looks confident and means nothing.
         """
         with eval_mode(self):
             x = np.asarray(x)
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise ConfigError("the images hold NaN or infinite pixels; no prediction is meaningful for them")
             out = np.empty((len(x), self.num_classes), dtype=np.float64)
             for start in range(0, len(x), batch_size):
                 out[start:start + batch_size] = softmax(self.forward(x[start:start + batch_size]).astype(np.float64))

@@ -21,21 +21,25 @@ from cycnn.train.settings import RunSettings
 from cycnn.train.state import TrainState
 
 OPTIMIZER_SLOTS = {"adam": ("m", "v"), "sgd": ("v",)}
+# Bounds on a stored state's figures: a run of ten years, a summed loss no real epoch reaches.
+MAX_TRAIN_SECONDS = 3.2e8
+MAX_LOSS_SUM = 1e15
 
 
 def save_checkpoint(path, model, optimizer, state, settings):
     """Write a checkpoint atomically, with the run's ``settings`` (a ``RunSettings``).
 
-    Refuses (TrainingDiverged, nothing written) when a weight is NaN or infinite, so the last checkpoint on disk
-    is always one a run can be resumed from.
+    Refuses (TrainingDiverged, nothing written) when a weight or the optimizer's state is NaN or infinite (what
+    the loader refuses), so the last checkpoint on disk is always one a run can be resumed from.
     """
     arrays = {f"param.{key}": param for key, param, _ in model.parameters()}
-    for name, array in arrays.items():
-        if not np.all(np.isfinite(array)):
-            raise TrainingDiverged(f"the weights became NaN or infinite (weight {name}) after epoch "
-                                   f"{state.epoch + 1}, step {state.step}; try a lower learning rate")
     opt_state = optimizer.state_dict()
     arrays.update({f"opt.{key}": value for key, value in opt_state["arrays"].items()})
+    for name, array in arrays.items():  # what load_checkpoint checks, checked before writing
+        if not np.all(np.isfinite(array)):
+            what, item = ("weights", "weight") if name.startswith("param.") else ("optimizer's state", "slot")
+            raise TrainingDiverged(f"the {what} became NaN or infinite ({item} {name}) after epoch "
+                                   f"{state.epoch + 1}, step {state.step}; try a lower learning rate")
     training = {"state": asdict(state), "settings": settings.to_dict(),
                 "optimizer": {**optimizer.get_config(), "t": opt_state["t"]}}
     save_arrays(path, "checkpoint", model.get_config(), arrays, {"training": training, "metadata": {}})
@@ -85,12 +89,14 @@ def _state(data, settings):
         _count(getattr(state, name), name)
     if state.epoch > settings.epochs:
         raise ValueError(f"epoch {state.epoch} is past the run's {settings.epochs} epochs")
-    for name in ("train_seconds", "epoch_loss_sum"):
+    for name, most in (("train_seconds", MAX_TRAIN_SECONDS), ("epoch_loss_sum", MAX_LOSS_SUM)):
         value = getattr(state, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative number, found {value!r}")
-    if not isinstance(state.history, list) or not all(isinstance(r, dict) for r in state.history):
-        raise ValueError("history must be a list of tables")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= most:
+            raise ValueError(f"{name} must be a number from 0 to {most:g}, found {value!r}")
+    if not isinstance(state.history, list) or not all(isinstance(r, dict) for r in state.history) \
+            or len(state.history) > state.epoch:
+        raise ValueError("history must be a list of tables, one per finished epoch")
     return state
 
 

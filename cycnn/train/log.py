@@ -1,4 +1,5 @@
-"""The training log: one JSON object per line, written while a run trains, read back to plot it.
+"""The training log: one JSON object per line, written while a run trains, read back to plot it (``read_log``
+skips, with a warning, the broken lines that two runs writing one log leave).
 
 Every record has a ``type``:
 
@@ -20,10 +21,11 @@ import json
 import os
 import platform
 import time
+import warnings
 
 import numpy as np
 
-from cycnn.errors import CycnnError, DataError
+from cycnn.errors import CycnnError, DataError, OutputError
 from cycnn.train.callbacks import Callback
 from cycnn.version import __version__
 
@@ -128,8 +130,11 @@ class RunLog(Callback):
                 "layers": layers, "params": params}
 
     def write(self, record):
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as exc:  # a full disk, a removed mount: a one-line error (the run adds its checkpoint)
+            raise OutputError(f"{self.path}: cannot write the training log ({exc.strerror or exc})") from None
 
     def close(self):
         if self.file is not None:
@@ -143,7 +148,12 @@ class RunLog(Callback):
 
 
 def read_log(path):
-    """The records of a log file. Where a resumed run logged a step again, the later record wins."""
+    """The records of a log file. Where a resumed run logged a step again, the later record wins.
+
+    The first line must be a run record. A broken line after it (two runs wrote the log at once, or a kill cut a
+    line before a resume appended more) is skipped with one ``UserWarning`` saying how many were; a cut last line,
+    which a run that is still writing leaves, is skipped silently.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
             lines = fh.readlines()
@@ -151,21 +161,26 @@ def read_log(path):
         raise DataError(f"{path}: cannot read the training log ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a training log (not UTF-8 text)") from None
-    records = []
+    records, skipped = [], 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except ValueError:
-            if number == len(lines):
-                break  # a line cut short by a run that is still writing or was killed
-            raise DataError(f"{path}: line {number} is not JSON; is this a cycnn training log?") from None
-        if not isinstance(record, dict) or "type" not in record:
-            raise DataError(f"{path}: line {number} has no record type; is this a cycnn training log?")
-        records.append(record)
+            problem = None if isinstance(record, dict) and "type" in record else "has no record type"
+        except (ValueError, RecursionError):
+            problem = "is not JSON"
+        if problem is None:
+            records.append(record)
+        elif not records:
+            raise DataError(f"{path}: line {number} {problem}; is this a cycnn training log?")
+        elif number < len(lines):
+            skipped += 1
     if not records or records[0]["type"] != "run":
         raise DataError(f"{path}: does not start with a run record; is this a cycnn training log?")
+    if skipped:
+        warnings.warn(f"{path}: skipped {skipped} broken line{'s' if skipped > 1 else ''} (not JSON or without a "
+                      "record type); did two runs write this log?", stacklevel=2)
     return records
 
 

@@ -13,8 +13,14 @@ from cycnn.errors import ConfigError
 from cycnn.nn.optim import OPTIMIZERS, check_lr
 
 LR_SCHEDULES = ("constant", "cosine")
-# The largest seed numpy's generators take from a plain integer here; seeds are non-negative.
+# Upper bounds, so that no value from a flag or a checkpoint can ask for an absurd run: seeds up to what numpy's
+# generators take from a plain integer; epochs whose history stays far inside a model file's header; batches of
+# at most 65,536 images; intervals and paths of ordinary size.
 MAX_SEED = 2 ** 63 - 1
+MAX_EPOCHS = 10_000
+MAX_BATCH = 1 << 16
+MAX_STEPS = 1 << 31
+MAX_PATH = 4096
 
 
 def _integer(name, value, least, most=None):
@@ -35,8 +41,8 @@ def _real(name, value, least, most):
 def _text(name, value, optional=True):
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty text, received {name}={value!r}")
+    if not isinstance(value, str) or not value or len(value) > MAX_PATH or not value.isprintable():
+        raise ConfigError(f"{name} must be a non-empty printable text, received {name}={value!r:.100}")
     return value
 
 
@@ -65,8 +71,8 @@ class RunSettings:
     log_every: int = 50
 
     def __post_init__(self):
-        _integer("epochs", self.epochs, 1)
-        _integer("batch_size", self.batch_size, 1)
+        _integer("epochs", self.epochs, 1, MAX_EPOCHS)
+        _integer("batch_size", self.batch_size, 1, MAX_BATCH)
         if not isinstance(self.optimizer, str) or self.optimizer.lower() not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.optimizer = self.optimizer.lower()
@@ -86,8 +92,8 @@ class RunSettings:
         if isinstance(self.val_split, bool) or not isinstance(self.val_split, (int, float)) \
                 or not 0 <= self.val_split < 1:
             raise ConfigError(f"val_split must be in [0, 1), received val_split={self.val_split!r}")
-        _integer("checkpoint_every", self.checkpoint_every, 0)
-        _integer("log_every", self.log_every, 1)
+        _integer("checkpoint_every", self.checkpoint_every, 0, MAX_STEPS)
+        _integer("log_every", self.log_every, 1, MAX_STEPS)
 
     def to_dict(self):
         return asdict(self)

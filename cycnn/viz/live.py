@@ -41,7 +41,7 @@ class LiveServer:
             raise CycnnError(f"--port must be a port number from 0 to 65535, received {port!r}")
         self.page = assets.inline_page("live.html").encode("utf-8")
         try:
-            self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, self))
+            self.httpd = _QuietServer((host, port), partial(_Handler, self))
         except OSError as exc:
             raise CycnnError(f"cannot serve the live view on {host}:{port} ({exc.strerror}); "
                              "choose another --port (0 picks a free one)") from None
@@ -71,6 +71,14 @@ class LiveServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """The standard server, minus its traceback on the console when a client misbehaves (closes its connection
+    early, sends garbage): the training's console is for the training, and the next request is served anyway."""
+
+    def handle_error(self, request, client_address):
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -177,7 +185,8 @@ class LiveView(Callback):
         self.extra.update(extra)
         if status:
             self.status = status
-        self.publish(trainer)
+        with np.errstate(all="ignore"):  # after a divergence the probe's numbers are NaN: shown, not warned about
+            self.publish(trainer)
 
     # --- snapshots ------------------------------------------------------------------------------------------
     def publish(self, trainer):

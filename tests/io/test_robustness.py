@@ -32,16 +32,7 @@ from cycnn.io.model_file import _digest, load_model, save_model
 from cycnn.train.settings import RunSettings
 from cycnn.train.state import TrainState
 
-from cli_runner import run_cli  # tests/cli_runner.py
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cycnn: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+from cli_runner import assert_one_line_error, run_cli  # tests/cli_runner.py
 
 
 # --- model files ------------------------------------------------------------------------------------------------
@@ -131,8 +122,12 @@ def bad_model_files(directory, good, marker):
         ("newer-version.npz", rebuild(data, set_key(["version"], 2)), "newer cycnn"),
         ("foreign-header.npz", rebuild(data, set_key(["format"], "something-else")), "not a cycnn model file"),
         ("unknown-kind.npz", rebuild(data, set_key(["kind"], "weights")), "unknown file kind"),
-        ("huge-layer.npz", rebuild(data, set_key(["architecture", "layers", 3, "in_features"], 10**9)),
-         "does not match layer 3"),
+        ("huge-layer.npz", rebuild(data, set_key(["architecture", "layers", 3, "in_features"], 10**10)),
+         "in_features must be at most"),
+        # A large layer the stored weights do not match: refused without building it (placeholder weights).
+        ("large-layer.npz", rebuild(rebuild(data, set_key(["architecture", "layers", 3, "out_features"], 1 << 20)),
+                                    set_key(["architecture", "layers", 5, "in_features"], 1 << 20)),
+         "the architecture needs"),
         ("bad-layer.npz", rebuild(data, set_key(["architecture", "layers", 0, "type"], "Conv9D")),
          "unknown layer type"),
         ("nan-weight.npz", nan_weight_file(data, w), "NaN or infinite"),
@@ -228,11 +223,22 @@ def good_checkpoint(tmp_path_factory):
     (set_key(["training", "optimizer", "name"], "rmsprop"), "unknown optimizer"),
     (set_key(["training", "optimizer", "beta1"], 1.0), "beta1 must be in [0, 1)"),
     (set_key(["training", "optimizer", "t"], "seven"), "optimizer step count t"),
-    (set_key(["training", "settings", "out"], 5), "out must be a non-empty text"),
+    (set_key(["training", "settings", "out"], 5), "out must be a non-empty printable text"),
     (set_key(["training", "settings", "val_split"], 2), "val_split must be in [0, 1)"),
     (set_key(["training"], None), "training is not a table"),
+    # The same validator as the flags': the values a crafted checkpoint tried.
+    (set_key(["training", "settings", "seed"], -1), "seed must be a non-negative integer"),
+    (set_key(["training", "settings", "seed"], "7"), "seed must be a non-negative integer"),
+    (set_key(["training", "settings", "seed"], 1.5), "seed must be a non-negative integer"),
+    (set_key(["training", "settings", "max_degrees"], float("nan")), "max_degrees must be a number from 0 to 180"),
+    (set_key(["training", "settings", "max_shift"], "2"), "max_shift must be a number from 0 to 64"),
+    (set_key(["training", "settings", "epochs"], 10 ** 9), "epochs must be a positive integer of at most"),
+    (set_key(["training", "state", "train_seconds"], 1e300), "train_seconds must be a number from 0 to"),
+    (set_key(["training", "state", "history"], [{}] * 5), "one per finished epoch"),
+    (set_key(["training", "settings", "sneaky"], 1), "unknown run settings ['sneaky']"),
 ], ids=["negative-epoch", "epoch-past-end", "batch-size-0", "unknown-optimizer", "beta1-1", "t-not-int",
-        "out-not-str", "val-split-2", "no-training"])
+        "out-not-str", "val-split-2", "no-training", "seed-negative", "seed-string", "seed-float", "nan-rotation",
+        "string-shift", "absurd-epochs", "absurd-time", "history-too-long", "unknown-setting"])
 def test_damaged_training_state_is_refused(good_checkpoint, tmp_path, edit, fragment):
     path = tmp_path / "damaged.ckpt.npz"
     path.write_bytes(rebuild(good_checkpoint.read_bytes(), edit))
@@ -471,7 +477,7 @@ def image_cases():
         ("gray-alpha.png", encode(digit.convert("LA"), "PNG"), None),
         ("bilevel.png", encode(digit.convert("1"), "PNG"), None),
         ("cmyk.jpg", encode(digit.convert("CMYK"), "JPEG"), None),
-        ("float-nan.tif", encode(Image.fromarray(nan_pixels, "F"), "TIFF"), None),
+        ("float-nan.tif", encode(Image.fromarray(nan_pixels, "F"), "TIFF"), "NaN or infinite"),
     ]
 
 

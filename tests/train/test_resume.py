@@ -20,7 +20,7 @@ from cycnn.io.model_file import load_model
 from cycnn.train.settings import RunSettings
 from cycnn.train.state import TrainState
 
-from cli_runner import run_cli  # tests/cli_runner.py
+from cli_runner import run_cli, write_tiny_dataset  # tests/cli_runner.py
 
 # 760 training images in 24 steps per epoch, 4 epochs: about a second of training; checkpoints every 7 steps
 # land in the middle of epochs. Augmentation and dropout make the run depend on every random stream.
@@ -146,20 +146,6 @@ def test_weights_that_became_infinite_are_never_checkpointed(tmp_path):
     assert not path.exists()
 
 
-def write_tiny_dataset(directory):
-    """Four IDX files in MNIST's layout: 40 training and 10 test images of 8x8 pixels, 3 classes."""
-    rng = np.random.default_rng(0)
-
-    def idx(array):
-        return bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-    directory.mkdir()
-    for prefix, n in (("train", 40), ("t10k", 10)):
-        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(idx(rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)))
-        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(idx(np.arange(n, dtype=np.uint8) % 3))
-    return directory
-
-
 def test_resume_refuses_data_that_changed(tmp_path, capsys):
     data = write_tiny_dataset(tmp_path / "data")
     out = tmp_path / "m.npz"
@@ -171,6 +157,9 @@ def test_resume_refuses_data_that_changed(tmp_path, capsys):
     content[-1] ^= 0xFF
     images.write_bytes(bytes(content))
     code, _, err = run_cli(["train", "--resume", tmp_path / "m.ckpt.npz"], capsys)
+    assert code == 2 and err.strip() == (f"cycnn: error: {tmp_path / 'm.ckpt.npz'}: this run trained on the images in "
+                                         f"{str(data)!r}; give them again with --data-dir DIR to resume it")
+    code, _, err = run_cli(["train", "--resume", tmp_path / "m.ckpt.npz", "--data-dir", data], capsys)
     assert code == 2 and err.strip() == (f"cycnn: error: {tmp_path / 'm.ckpt.npz'}: the training data differs from "
                                          "the data this run started with; a resumed run must see the same images "
                                          "to continue exactly")
