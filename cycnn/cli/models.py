@@ -65,9 +65,11 @@ def predict(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model (or checkpoint) file."),
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG or JPEG files of single digits."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
 ):
     """The digit in each image, with the class probabilities (images are preprocessed the MNIST way)."""
     model = load_model(model_path)
+    setup_threads(threads)
     batch = np.stack([prepare_for_model(path, model.input_shape) for path in images])
     probs = model.predict_proba(batch)
     results = [{"file": str(path), "label": model.class_names[int(p.argmax())],

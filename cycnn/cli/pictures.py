@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, load_model, setup_threads, test_set
+from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
 from cycnn.data.datasets import check_model_fits, to_input
 from cycnn.data.images import prepare_for_model
 from cycnn.errors import ConfigError
@@ -22,7 +22,7 @@ MAX_COUNT = 400  # a 20x20 grid: more tiles than a figure can show legibly
 COUNT_HELP = f"Images in the predictions and most-confused grids (1 to {MAX_COUNT})."
 
 
-def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
+def _pictures_for(model_path, log, index, image, count, data_dir, dataset, threads):
     """What ``visualize`` and ``report`` draw: returns (model, log path or None, test labels, test probabilities,
     the pictures as a generator)."""
     if not 1 <= count <= MAX_COUNT:
@@ -32,11 +32,11 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset):
         beside = model_path.with_name(model_path.stem + ".log.jsonl")
         log = beside if beside.is_file() else None
     records = read_log(log) if log is not None else None
-    setup_threads(None)
+    setup_threads(threads)
     _, x_test, y_test = test_set(data_dir, dataset)
     check_model_fits(model, x_test, y_test, f"{model_path}: the test set")
     chosen = []
-    for i in index or ([] if image else [0]):
+    for i in dict.fromkeys([0, *index]):  # test image 0 always, as a real digit to set the user's beside
         if not 0 <= i < len(x_test):
             raise ConfigError(f"--index must be a test image number from 0 to {len(x_test) - 1}, received {i}")
         chosen.append((f"test{i}", f"test image #{i} (label {model.class_names[y_test[i]]})",
@@ -59,12 +59,13 @@ def visualize(
     count: int = typer.Option(24, help=COUNT_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
     dataset: Optional[str] = typer.Option(None, help=DATASET_HELP),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
 ):
     """Write PNG pictures of a model: kernels, the convolution at work, feature maps, dense activations,
     predictions, mistakes, the confusion matrix and, from the log, the training curves."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
-    _, log, _, _, drawn = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
+    _, log, _, _, drawn = _pictures_for(model_path, log, index, image, count, data_dir, dataset, threads)
     written = 0
     for picture in drawn:
         path = out / f"{picture.name}.png"
@@ -87,9 +88,10 @@ def report(
     count: int = typer.Option(24, help=COUNT_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
     dataset: Optional[str] = typer.Option(None, help=DATASET_HELP),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
 ):
     """Write one self-contained HTML page (opens offline) with every picture of ``visualize``."""
-    model, log, labels, probs, drawn = _pictures_for(model_path, log, index, image, count, data_dir, dataset)
+    model, log, labels, probs, drawn = _pictures_for(model_path, log, index, image, count, data_dir, dataset, threads)
     figures = [(p.name, p.title, p.caption, png_bytes(p.figure)) for p in drawn]
     loss, accuracy = scores(probs, labels)
     facts = [("model", str(model_path)), ("parameters", f"{model.parameter_count:,}"),

@@ -252,9 +252,10 @@ def model_from(header, arrays, path):
 
 
 def load_model(path):
-    """Load a model file (or the model inside a checkpoint)."""
+    """Load a model file (or the model inside a checkpoint), in eval mode: a loaded model is for answering, so
+    two passes on one image give the same logits (dropout off); training code switches it to train mode itself."""
     header, arrays = load_arrays(path)
     model = model_from(header, arrays, path)
     metadata = header.get("metadata", {})
     model.metadata = metadata if isinstance(metadata, dict) else {}
-    return model
+    return model.eval()

@@ -134,26 +134,26 @@ class TargetAccuracy(Callback):
 
 
 class DivergenceStop(Callback):
-    """Stops a run whose loss explodes, as a NaN does: ``factor`` times above the loss of its first steps, or
-    rising on every logged step for ``patience`` steps in a row. A learning rate too high for the network
-    (``--lr 10``) ends here with the hint to lower it, instead of training to chance and saving that model."""
+    """Stops a run whose loss explodes, as a NaN does: its running mean (over about ten steps) ``factor`` times
+    above the loss of the first step (at least ln 2), or rising for ``patience`` steps in a row. A learning rate
+    too high for the network (``--lr 10``) ends here with the hint to lower it, instead of training to chance and
+    saving that model."""
 
-    def __init__(self, factor=10.0, patience=200, warmup=10):
-        self.factor, self.patience, self.warmup = factor, patience, warmup
-        self._start_losses, self._smoothed, self._rising = [], None, 0
+    def __init__(self, factor=10.0, patience=200):
+        self.factor, self.patience = factor, patience
+        self._start, self._smoothed, self._rising = None, None, 0
 
     def on_step_end(self, trainer, info):
         loss = info["loss"]
-        if len(self._start_losses) < self.warmup:
-            self._start_losses.append(loss)
+        if self._start is None:
+            self._start = self._smoothed = loss
             return
-        start = sum(self._start_losses) / len(self._start_losses)
         previous = self._smoothed
-        self._smoothed = loss if previous is None else 0.9 * previous + 0.1 * loss
-        self._rising = self._rising + 1 if previous is not None and self._smoothed > previous else 0
-        if self._smoothed > self.factor * max(start, math.log(2)) or self._rising >= self.patience:
-            raise TrainingDiverged(f"the loss exploded to {self._smoothed:.4g} (it started at {start:.4g}) at epoch "
-                                   f"{info['epoch'] + 1}, step {info['step'] + 1}; try a lower learning rate")
+        self._smoothed = 0.9 * previous + 0.1 * loss
+        self._rising = self._rising + 1 if self._smoothed > previous else 0
+        if self._smoothed > self.factor * max(self._start, math.log(2)) or self._rising >= self.patience:
+            raise TrainingDiverged(f"the loss exploded to {self._smoothed:.4g} (it started at {self._start:.4g}) at "
+                                   f"epoch {info['epoch'] + 1}, step {info['step'] + 1}; try a lower learning rate")
 
 
 class LayerTimes(Callback):
