@@ -204,14 +204,17 @@ class Sequential:
         im2col buffers small enough to stay in cache (and the process's memory flat) for large inputs. NaN or
         infinite pixels are refused: they would give an answer that looks confident and means nothing.
         """
-        with eval_mode(self):
-            x = np.asarray(x)
-            if x.dtype.kind == "f" and not np.isfinite(x).all():
-                raise ConfigError("the images hold NaN or infinite pixels; no prediction is meaningful for them")
-            out = np.empty((len(x), self.num_classes), dtype=np.float64)
-            for start in range(0, len(x), batch_size):
-                out[start:start + batch_size] = softmax(self.forward(x[start:start + batch_size]).astype(np.float64))
-            return out
+        x = np.asarray(x)
+        # One sum finds any NaN or infinity (a sum of finite pixels overflows only for absurd values: then look).
+        if x.dtype.kind == "f" and not np.isfinite(x.sum()) and not np.isfinite(x).all():
+            raise ConfigError("the images hold NaN or infinite pixels; no prediction is meaningful for them")
+        if self.training:
+            with eval_mode(self):
+                return self.predict_proba(x, batch_size)
+        out = np.empty((len(x), self.num_classes), dtype=np.float64)
+        for start in range(0, len(x), batch_size):
+            out[start:start + batch_size] = softmax(self.forward(x[start:start + batch_size]).astype(np.float64))
+        return out
 
     def predict(self, x, batch_size=128):
         """The most probable class index for each image."""
