@@ -7,11 +7,11 @@ import pytest
 
 from cycnn.io import architecture
 from cycnn.nn import _optim
-from cycnn.errors import ArchitectureError
+from cycnn.errors import ArchitectureError, ConfigError
 from cycnn.nn.hooks import ActivationRecorder, LayerTimer
 from cycnn.nn.layers import Dense, Flatten
 from cycnn.nn.losses import SoftmaxCrossEntropy
-from cycnn.nn.sequential import Sequential
+from cycnn.nn.sequential import Sequential, eval_mode
 from cycnn.nn.optim import SGD, Adam, make_optimizer
 from cycnn.nn.runtime import default_threads, set_threads
 from cycnn.train.settings import RunSettings
@@ -264,3 +264,48 @@ def test_one_epoch_on_2000_images_learns(mnist):
     assert accuracy > 0.80, f"accuracy {accuracy:.2%} after one epoch"
     assert loss < 0.8
     assert state.history[0]["train_loss"] < np.log(10)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(beta1=1.0), "beta1 must be in [0, 1)"),
+    (lambda: Adam(beta2=-0.1), "beta2 must be in [0, 1)"),
+    (lambda: Adam(eps=0), "eps must be in (0, inf)"),
+    (lambda: Adam(eps=float("nan")), "eps must be in (0, inf)"),
+    (lambda: Adam(beta1="0.9"), "beta1 must be a number"),
+    (lambda: Adam(lr=0), "learning rate must be a positive number"),
+    (lambda: SGD(momentum=1.0), "momentum must be in [0, 1)"),
+    (lambda: SGD(momentum=True), "momentum must be a number"),
+])
+def test_optimizer_constructors_validate_their_arguments(make, message):
+    """Adam took any value (a beta1 of 1 divides by zero at the first step); now both check, as SGD did."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make()
+
+
+def test_eval_mode_runs_a_block_in_eval_mode_and_restores_the_mode():
+    model = architecture.build(architecture.reference(), seed=0).train()
+    with eval_mode(model):
+        assert not model.training and not any(layer.training for layer in model.layers)
+    assert model.training and all(layer.training for layer in model.layers)
+    model.eval()
+    with eval_mode(model):
+        pass
+    assert not model.training
+
+
+def test_seed_dropout_gives_each_dropout_layer_its_own_stream():
+    model = architecture.build(architecture.reference(), seed=0).train()
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    model.seed_dropout([1, 2])
+    first = model.forward(x)
+    model.seed_dropout([1, 2])
+    np.testing.assert_array_equal(model.forward(x), first)  # the same seed, the same masks
+    model.seed_dropout([1, 3])
+    assert not np.array_equal(model.forward(x), first)
+
+
+def test_each_layer_names_itself_once():
+    model = architecture.build(architecture.reference(), seed=0)
+    assert model.layer_names() == ["0: Conv2D (relu)", "1: MaxPool2D", "2: Conv2D (relu)", "3: MaxPool2D",
+                                   "4: Flatten", "5: Dense (relu)", "6: Dropout (p=0.2)", "7: Dense"]
+    assert all(name in model.summary() for name in model.layer_names())
