@@ -13,9 +13,19 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "30000")
     os.environ.setdefault("KMP_BLOCKTIME", "1")
 
-from cycnn.io.model_file import load_model, save_model  # noqa: E402
-from cycnn.nn.sequential import Sequential  # noqa: E402
-from cycnn.train.fit import History, evaluate, fit, predict  # noqa: E402
+import importlib  # noqa: E402
+
 from cycnn.version import __version__  # noqa: E402
 
-__all__ = ["History", "Sequential", "__version__", "evaluate", "fit", "load_model", "predict", "save_model"]
+# The names most scripts need, loaded when first used (PEP 562), so that ``import cycnn`` costs nothing and a
+# script that uses only cycnn.nn loads only the core.
+_EXPORTS = {"Sequential": "cycnn.nn.sequential", "load_model": "cycnn.io.model_file",
+            "save_model": "cycnn.io.model_file", "fit": "cycnn.train.fit", "evaluate": "cycnn.train.fit",
+            "predict": "cycnn.train.fit", "History": "cycnn.train.fit"}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cycnn' has no attribute {name!r}")

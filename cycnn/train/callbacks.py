@@ -7,9 +7,6 @@ classes, so anything ``cycnn train`` does, a script can do.
 """
 import math
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from cycnn.errors import TrainingDiverged
 from cycnn.train.checkpoint import save_checkpoint
 from cycnn.train.evaluation import evaluate
@@ -60,7 +57,10 @@ class ProgressBar(Callback):
         self.bar.update(self.task, completed=info["step"] + 1, stats=stats)
 
     def _start(self, trainer, info):
-        """Start the epoch's bar; False when stderr is not a terminal (a bar there would leave blank lines)."""
+        """Start the epoch's bar; False when stderr is not a terminal (a bar there would leave blank lines).
+        rich is imported here, by the one callback that draws, so that importing cycnn does not load it."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         console = Console(stderr=True)
         if not console.is_terminal:
             return False
