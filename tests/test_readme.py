@@ -32,3 +32,9 @@ def test_the_python_examples_run_as_written(tmp_path, monkeypatch, capsys):
     accuracy = float(re.search(r"test accuracy ([0-9.]+)", capsys.readouterr().out).group(1))
     assert accuracy > 0.8  # 100 steps of Adam on the reference network
     assert namespace["history"].history["val_accuracy"][0] > 0.9
+
+
+def test_the_layer_reference_table_is_what_cycnn_layers_prints(capsys):
+    from cli_runner import run_cli  # tests/cli_runner.py
+    code, out, _ = run_cli(["layers", "--markdown"], capsys)
+    assert code == 0 and out.strip() in README.read_text()

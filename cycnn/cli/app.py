@@ -15,7 +15,7 @@ try:  # typer >= 0.20 carries its own click; older releases use click's exceptio
 except ImportError:  # pragma: no cover
     from click import ClickException as UsageProblem
 
-from cycnn.cli import models, pictures
+from cycnn.cli import compare, models, pictures, reference
 from cycnn.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
 from cycnn.cli.train import train
 from cycnn.errors import CycnnError, TrainingInterrupted
@@ -27,6 +27,8 @@ app.command("evaluate")(models.evaluate)
 app.command()(models.predict)
 app.command()(models.summary)
 app.command()(models.export)
+app.command()(reference.layers)
+app.command()(compare.compare)
 app.command()(pictures.visualize)
 app.command()(pictures.report)
 

@@ -1,16 +1,20 @@
 """``cycnn evaluate``, ``predict``, ``summary`` and ``export``: what a saved model answers and how it looks."""
+import io
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import typer
+from PIL import Image
 
 from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
 from cycnn.data.datasets import check_model_fits
 from cycnn.data.images import prepare_for_model
-from cycnn.errors import ConfigError
+from cycnn.errors import ConfigError, OutputError
 from cycnn.io import architecture, onnx_export
+from cycnn.io.atomic import write_atomic
 from cycnn.train.evaluation import confusion_matrix, per_class_scores, predict_images, scores
 
 # Beyond this many classes the confusion matrix does not fit a terminal; --json still has it.
@@ -66,15 +70,24 @@ def predict(
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG or JPEG files of single digits."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+    save_input: Optional[Path] = typer.Option(
+        None, metavar="DIR", help="Write, for each image, the 28x28 input the network saw as DIR/<name>-28x28.png: "
+                                  "white ink on black, as the network sees it (created if missing)."),
 ):
     """The digit in each image, with the class probabilities (images are preprocessed the MNIST way)."""
     model = load_model(model_path)
     setup_threads(threads)
+    if save_input is not None:
+        _make_directory(save_input)
     batch = np.stack([prepare_for_model(path, model.input_shape) for path in images])
     probs = model.predict_proba(batch)
     results = [{"file": str(path), "label": model.class_names[int(p.argmax())],
                 "probabilities": {name: float(v) for name, v in zip(model.class_names, p)}}
                for path, p in zip(images, probs)]
+    if save_input is not None:
+        for result, name, image in zip(results, _input_names(images), batch):
+            result["saved_input"] = str(save_input / name)
+            write_atomic(save_input / name, lambda fh, image=image: fh.write(_png(image[0])))
     if json_output:
         typer.echo(json.dumps(results))
         return
@@ -82,6 +95,38 @@ def predict(
         top = np.argsort(p)[::-1][:3]
         others = ", ".join(f"{model.class_names[i]} {p[i]:.1%}" for i in top[1:])
         typer.echo(f"{r['file']}: {r['label']} ({p.max():.1%}; then {others})")
+
+
+def _make_directory(directory):
+    """``directory``, created if missing; a file in its place is an error before any work."""
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: not a directory (--save-input takes a directory)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create the directory ({exc.strerror or exc})") from None
+
+
+def _input_names(images):
+    """One file name per input, from its own name reduced to safe characters (never a path, never hidden) and
+    numbered where two would be the same ("3.png" and "3.jpg"), so that no input overwrites another's."""
+    names, used = [], set()
+    for path in images:
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip(".")[:100] or "image"
+        name, number = f"{stem}-28x28.png", 1
+        while name.lower() in used:
+            number += 1
+            name = f"{stem}-{number}-28x28.png"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+def _png(image):
+    """A (28, 28) input in [0, 1] as PNG bytes, 0 black and 1 white."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def summary(target: Path = typer.Argument(..., metavar="MODEL_OR_ARCH",

@@ -3,6 +3,9 @@
 MNIST's own recipe: light ink on a dark background, the digit cropped to its ink, scaled to fit a 20x20 box
 keeping its aspect ratio (anti-aliased), then placed in a 28x28 frame so that its centre of mass is at the centre.
 Photos are usually dark ink on light paper, so an image whose border is brighter than its middle is inverted.
+Two steps MNIST did not need serve photos of the learner's own digits: the ink's contrast is stretched (pencil on
+grey paper would otherwise come out faint), and ruled lines of a notebook are removed before cropping (they would
+stretch the crop to the page's width and squash the digit).
 """
 import io
 import os
@@ -16,6 +19,11 @@ from cycnn.errors import ImageError
 
 MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
 INK_THRESHOLD = 0.2  # fraction of the ink's range that counts as ink when cropping
+NOISE_SIGMAS = 4  # ink within this many standard deviations of the paper's grain is taken for paper
+INK_PERCENTILE = 60  # the ink level stretched to 1: the stroke's typical level (specks should not set it)
+BLANK_CONTRAST = 0.05  # ink standing out from the paper by less than this (of black to white) is no digit
+LINE_COVERAGE = 0.8  # a row (column) inked over this fraction of the width (height) may be a ruled line ...
+LINE_THICKNESS = 0.04  # ... if its band is at most this fraction of the height (width) thick, or 2 pixels
 
 
 def load_image(path_or_bytes, name=None):
@@ -79,21 +87,12 @@ def _to_gray(img, name):
     return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
-def mnist_style(gray, name="image"):
-    """A grayscale image in [0, 1] (H, W) -> a 28x28 float32 image in [0, 1], white digit on black, MNIST-style."""
-    gray = np.asarray(gray, dtype=np.float64)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = np.median(border)
-    if background > 0.5:  # dark ink on light paper: make the ink bright
-        gray, background = 1.0 - gray, 1.0 - background
-    gray = np.clip(gray - background, 0, None)
-    peak = gray.max()
-    if peak <= 0.05:
-        raise ImageError(f"{name}: the image is blank (no digit found)")
-    gray /= peak
-    rows = np.flatnonzero((gray > INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((gray > INK_THRESHOLD).any(axis=0))
-    crop = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+def mnist_style(gray, name="image", stretch=True):
+    """A grayscale image in [0, 1] (H, W) -> a 28x28 float32 image in [0, 1], white digit on black, MNIST-style.
+    ``stretch=False`` scales the ink by its darkest pixel instead of stretching its contrast (the old recipe)."""
+    ink = ink_image(gray, name, stretch)
+    top, bottom, left, right = ink_box(ink)
+    crop = ink[top:bottom, left:right]
     ch, cw = crop.shape
     scale = 20.0 / max(ch, cw)
     size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
@@ -109,6 +108,73 @@ def mnist_style(gray, name="image"):
     dc = int(round(13.5 - (c_idx * frame).sum() / total))
     frame = _shift(frame, dr, dc)
     return frame.astype(np.float32)
+
+
+def ink_image(gray, name="image", stretch=True):
+    """The ink, light on black in [0, 1], at the image's size: the paper made black (inverted if it is light),
+    ruled lines removed, and the contrast stretched so that faint pencil on grey paper reaches 1 like a pen.
+
+    The paper's noise is measured on the pixels lighter than the paper (ink only ever darkens it); what stays
+    within ``NOISE_SIGMAS`` of it is paper (black), the strokes' typical level becomes 1, and ink that stands out
+    from the paper less than the noise itself does is refused as a blank image, so that grain is never stretched
+    into a digit.
+    """
+    gray = np.asarray(gray, dtype=np.float64)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = np.median(border)
+    if background > 0.5:  # dark ink on light paper: make the ink bright
+        gray, background = 1.0 - gray, 1.0 - background
+    ink = gray - background
+    paper = ink[ink <= 0]
+    noise = 1.4826 * np.median(-paper) if paper.size else 0.0  # robust standard deviation of the paper's grain
+    floor = NOISE_SIGMAS * noise
+    inked = max(2 * noise, INK_THRESHOLD * _strong(ink, floor))
+    ink = _remove_lines(_remove_lines(ink, inked).T, inked).T  # rows, then columns
+    if not stretch:
+        ink = np.clip(ink, 0, None)
+        peak = ink.max()
+        if peak <= BLANK_CONTRAST:
+            raise ImageError(f"{name}: the image is blank (no digit found)")
+        return ink / peak
+    strong = _strong(ink, floor)
+    level = ink[ink > max(floor, strong / 2)]  # the strokes, without the faint grain a JPEG leaves around them
+    high = np.percentile(level, INK_PERCENTILE) if level.size else floor
+    if high - floor <= max(BLANK_CONTRAST, 3 * noise):
+        raise ImageError(f"{name}: the image is blank (no digit found)")
+    return np.clip((ink - floor) / (high - floor), 0, 1)
+
+
+def _strong(ink, floor):
+    """The level of the darkest ink, but for the darkest 1% (specks): what the ink thresholds are relative to."""
+    above = ink[ink > floor]
+    return np.percentile(above, 99) if above.size else floor
+
+
+def _remove_lines(ink, inked):
+    """Ruled lines painted over: a band of rows above the level ``inked`` over ``LINE_COVERAGE`` of the width and
+    at most ``LINE_THICKNESS`` of the height thick takes, with a row more on each side for its blurred edges, the
+    darker of the rows just above and below it. A stroke that crosses the line is kept (it is ink on both sides); one
+    that ends on it loses at most the line's thickness, rather than being stretched along it."""
+    height = ink.shape[0]
+    lined = np.flatnonzero((ink > inked).mean(axis=1) >= LINE_COVERAGE)
+    if not lined.size:
+        return ink
+    thickest = max(2, round(LINE_THICKNESS * height))
+    ink = ink.copy()
+    for band in np.split(lined, np.flatnonzero(np.diff(lined) > 1) + 1):
+        above, below = band[0] - 2, band[-1] + 2
+        if len(band) > thickest or (above < 0 and below >= height):
+            continue  # a thick band is not a ruled line (a dark edge, a digit's bar, a page all ink)
+        beside = [ink[r] for r in (above, below) if 0 <= r < height]
+        ink[max(above + 1, 0):below] = np.minimum.reduce(beside)
+    return ink
+
+
+def ink_box(ink):
+    """The digit's box in an ``ink_image``: (top, bottom, left, right), bottom and right exclusive."""
+    rows = np.flatnonzero((ink > INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((ink > INK_THRESHOLD).any(axis=0))
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
 def _shift(image, dr, dc):
