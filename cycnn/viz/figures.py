@@ -1,8 +1,10 @@
 """The whole set of pictures of a model and its training, each with its file name, title and caption.
 
 The figures themselves are drawn by ``network`` (kernels, the convolution at work, feature maps, dense layers),
-``results`` (predictions, mistakes, the confusion matrix) and ``training`` (from the training log). Each returns a
-matplotlib ``Figure``, built without pyplot so that nothing needs a display and no global state is touched.
+``change`` (the first kernels' change since initialization), ``receptive`` (the patches that excite a deeper
+channel), ``results`` (predictions, mistakes, the confusion matrix) and ``training`` (from the training log).
+Each returns a matplotlib ``Figure``, built without pyplot so that nothing needs a display and no global state is
+touched.
 ``pictures`` lists every picture that fits a model, its test results and its training log, which is what ``cycnn
 visualize`` writes and ``cycnn report`` embeds; ``png_bytes`` renders one.
 """
@@ -12,12 +14,15 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 
 from cycnn.train.log import latest
+from cycnn.viz.change import initial_model, kernel_change_figure
 from cycnn.viz.network import (conv_layers, convolution_figure, dense_figure, feature_map_figure, kernel_figure,
                                layer_label, map_layers)
+from cycnn.viz.receptive import top_patches_figure
 from cycnn.viz.results import confusion_figure, most_confused_figure, predictions_figure
 from cycnn.viz.training import layer_times_figure, training_curves_figure
 
 DPI = 100
+PATCH_SAMPLE = 1000  # test images searched for the patches that excite each deeper channel most
 
 
 @dataclass
@@ -37,6 +42,32 @@ def png_bytes(figure):
     return buffer.getvalue()
 
 
+def _weight_pictures(model, convs, test_images, records):
+    """The pictures of the conv layers' weights: the first layer's kernels and, with a log, how training changed
+    them; for each deeper layer the patches that excite its channels, and its raw kernels."""
+    if convs:
+        yield Picture(f"kernels_layer{convs[0]}", f"The kernels of {layer_label(model, convs[0])}",
+                      "Each kernel is a small pattern of weights that the layer slides over its input; where the "
+                      "input looks like the red part and unlike the blue part, the output is large.",
+                      kernel_figure(model, convs[0]))
+    start = initial_model(model, records) if records is not None else None
+    if convs and start is not None:
+        yield Picture(f"kernels_change_layer{convs[0]}", f"How training changed the kernels of "
+                      f"{layer_label(model, convs[0])}",
+                      "The kernels at initialization (rebuilt exactly from the seed in the training log), now, "
+                      "and what training added: the difference shows what was learned even where the kernels "
+                      "still look like their random start.", kernel_change_figure(model, start, convs[0]))
+    for i in convs[1:]:
+        yield Picture(f"top_patches_layer{i}", f"What the channels of {layer_label(model, i)} respond to",
+                      f"A deeper channel looks at the channels below it, not at pixels; so for each channel, "
+                      f"these are the pieces of the test images (of the first {PATCH_SAMPLE:,}) that excite it "
+                      "most: the input pixels its strongest value sees. What they share is what it detects.",
+                      top_patches_figure(model, i, test_images[:PATCH_SAMPLE]))
+        yield Picture(f"kernel_grid_layer{i}", f"The kernels of {layer_label(model, i)}, weight by weight",
+                      "One cell per (input channel, output channel) pair: the raw weights, which on their own say "
+                      "little about what a deeper channel detects (see its top patches).", kernel_figure(model, i))
+
+
 def pictures(model, test_images, test_labels, probs, chosen, records=None, count=24):
     """Every picture for ``model``, one at a time (a generator, so each can be written and dropped).
 
@@ -44,11 +75,7 @@ def pictures(model, test_images, test_labels, probs, chosen, records=None, count
     them; ``chosen`` is a list of (slug, caption, image) for the per-image pictures; ``records`` a training log.
     """
     convs = conv_layers(model)
-    for i in convs:
-        yield Picture(f"kernels_layer{i}", f"The kernels of {layer_label(model, i)}",
-                      "Each kernel is a small pattern of weights that the layer slides over its input; where the "
-                      "input looks like the red part and unlike the blue part, the output is large.",
-                      kernel_figure(model, i))
+    yield from _weight_pictures(model, convs, test_images, records)
     for slug, caption, image in chosen:
         if convs:
             yield Picture(f"convolution_{slug}", f"The convolution of {layer_label(model, convs[0])} on {caption}",
@@ -65,7 +92,8 @@ def pictures(model, test_images, test_labels, probs, chosen, records=None, count
                       dense_figure(model, image, caption))
     predicted = probs.argmax(axis=1)
     yield Picture("predictions", "Predictions on test images",
-                  "Green: right; red, with a thick frame: wrong. The percentage is the predicted class's probability.",
+                  "Green: right; red, with a thick frame: wrong. Above each image, the three classes the network "
+                  "finds most probable, with their probabilities.",
                   predictions_figure(test_images, test_labels, probs, model.class_names, count))
     yield Picture("most_confused", "The most confident mistakes",
                   "The wrong predictions the network was surest about; many are digits a person would hesitate on.",

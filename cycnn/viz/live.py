@@ -117,12 +117,14 @@ def _b64(array):
 
 
 def _quantize(maps):
-    """Float maps -> (uint8 levels, signed): 0..max onto 0..255, or -m..m onto 0..255 if any value is negative."""
+    """Float maps -> (uint8 levels, signed, limit): 0..limit onto 0..255, or -limit..limit onto 0..255 if any
+    value is negative; the page labels its colour scale with ``limit``."""
     maps = np.asarray(maps, dtype=np.float64)
     if maps.min() < 0:
         limit = max(float(np.abs(maps).max()), 1e-12)
-        return np.round((maps / limit + 1) * 127.5).astype(np.uint8), True
-    return np.round(maps / max(float(maps.max()), 1e-12) * 255).astype(np.uint8), False
+        return np.round((maps / limit + 1) * 127.5).astype(np.uint8), True, limit
+    limit = max(float(maps.max()), 1e-12)
+    return np.round(maps / limit * 255).astype(np.uint8), False, limit
 
 
 class LiveView(Callback):
@@ -199,10 +201,10 @@ class LiveView(Callback):
         maps = []
         for i, layer in enumerate(model.layers):
             if isinstance(layer, (Conv2D, MaxPool2D)):
-                levels, signed = _quantize(outputs[i][0][:MAX_MAPS])
+                levels, signed, limit = _quantize(outputs[i][0][:MAX_MAPS])
                 maps.append({"layer": model.layer_names()[i], "channels": int(outputs[i].shape[1]),
                              "shown": int(levels.shape[0]), "h": int(levels.shape[1]), "w": int(levels.shape[2]),
-                             "signed": signed, "data": _b64(levels)})
+                             "signed": signed, "limit": float(f"{limit:.4g}"), "data": _b64(levels)})
         last = len(model.layers) - 1
         dense = [{"layer": model.layer_names()[i], "probabilities": False,
                   "values": [round(float(v), 4) for v in outputs[i][0]]}

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 
 from cycnn.nn.layers import Conv2D, Dense, MaxPool2D, ReLU
 from cycnn.nn.losses import softmax
-from cycnn.viz.drawing import (MAPS, RIGHT, WEIGHTS, grid_columns, hide_axes, mosaic, show_input, symmetric_limit,
-                               with_gaps)
+from cycnn.viz.drawing import (MAPS, RIGHT, WEIGHTS, grid_columns, hide_axes, mosaic, percent, show_input,
+                               symmetric_limit, top_classes, with_gaps)
 
 
 def layer_label(model, index):
@@ -173,7 +173,8 @@ def _draw_kernel(ax, kernel, limit, channel):
 
 
 def _draw_convolution_row(cells, steps, k, kernel_limit, map_limit, positive_max):
-    """Channel ``k``'s row, one cell per step; returns the feature map's image, for the colour bar."""
+    """Channel ``k``'s row, one cell per step; returns the images of the feature map and of the last non-negative
+    step (None without one), for the colour bars."""
     if steps.index == 0:
         show_input(cells["input"], steps.layer_input)
     else:
@@ -183,11 +184,12 @@ def _draw_convolution_row(cells, steps, k, kernel_limit, map_limit, positive_max
     shown = cells["feature map"].imshow(steps.before[k], cmap=WEIGHTS, vmin=-map_limit, vmax=map_limit,
                                         interpolation="nearest")
     hide_axes(cells["feature map"])
+    positive = None
     for name, maps in (("after ReLU", steps.after), ("after max-pool", steps.pooled)):
         if name in cells:
-            cells[name].imshow(maps[k], cmap=MAPS, vmin=0, vmax=positive_max, interpolation="nearest")
+            positive = cells[name].imshow(maps[k], cmap=MAPS, vmin=0, vmax=positive_max, interpolation="nearest")
             hide_axes(cells[name])
-    return shown
+    return shown, positive
 
 
 def convolution_figure(model, image, caption, kernels=4):
@@ -203,12 +205,16 @@ def convolution_figure(model, image, caption, kernels=4):
               "map_limit": symmetric_limit(steps.before[chosen]),
               "positive_max": max(float(steps.after[chosen].max()), 1e-12)}
     for row, k in enumerate(chosen):
-        shown = _draw_convolution_row(dict(zip(columns, axes[row])), steps, k, **limits)
+        shown, positive = _draw_convolution_row(dict(zip(columns, axes[row])), steps, k, **limits)
     titles = _convolution_titles(steps)
     for name, ax in zip(columns, axes[0]):
         ax.set_title(titles[name], fontsize=10)
     figure.colorbar(shown, ax=axes[:, columns.index("feature map")], shrink=0.6, location="bottom",
                     label="map value (red +, blue −)")
+    if positive is not None:
+        later = [columns.index(name) for name in ("after ReLU", "after max-pool") if name in columns]
+        figure.colorbar(positive, ax=axes[:, later[0]:later[-1] + 1], shrink=0.6, location="bottom",
+                        label="value after " + " and ".join(columns[c][6:] for c in later) + " (black: 0)")
     figure.suptitle(f"The convolution of {layer_label(model, steps.index)} on {caption}: the {len(chosen)} "
                     "channels whose maps vary most", fontsize=12)
     return figure
@@ -234,7 +240,8 @@ def feature_map_figure(model, image, index, caption):
                               interpolation="nearest")
     if channels <= 64:
         for k, (top, left) in enumerate(positions):
-            map_ax.text(left + 0.5, top + 0.5, str(k), color="white", fontsize=7, va="top", ha="left")
+            map_ax.text(left + 0.5, top + 0.5, str(k), color="white", fontsize=7, va="top", ha="left",
+                        bbox={"boxstyle": "square,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0})
     hide_axes(map_ax)
     active = float(np.mean(maps > 0))
     map_ax.set_title(f"{layer_label(model, index)}: {channels} feature maps of {h}×{w} "
@@ -252,12 +259,13 @@ def _draw_probabilities(ax, model, index, logits):
     ax.set_xticks(range(len(probs)), model.class_names)
     ax.set_ylim(0, 1.08)
     for k, p in enumerate(probs):
-        if p >= 0.01:
-            ax.text(k, p + 0.02, f"{p:.0%}", ha="center", fontsize=8)
+        if p >= (1e-4 if len(probs) <= 12 else 0.01):
+            ax.text(k, p + 0.02, percent(p), ha="center", fontsize=8)
     ax.set_xlabel("class")
     ax.set_ylabel("probability")
-    ax.set_title(f"{layer_label(model, index)} → softmax: predicted {model.class_names[best]} "
-                 f"({probs[best]:.1%})", fontsize=11)
+    first, *runners_up = top_classes(probs, model.class_names)
+    ax.set_title(f"{layer_label(model, index)} → softmax: predicted {first}"
+                 + (f"; runners-up {', '.join(runners_up)}" if runners_up else ""), fontsize=11)
 
 
 def dense_figure(model, image, caption):

@@ -11,7 +11,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from cycnn.train.evaluation import confusion_matrix
-from cycnn.viz.drawing import RIGHT, WRONG, hide_axes, show_input
+from cycnn.viz.drawing import RIGHT, WRONG, hide_axes, percent, show_input, top_classes
 
 
 def _image_tiles(figure, images, titles, colors, columns):
@@ -32,12 +32,15 @@ def predictions_figure(images, labels, probs, class_names, count=24, first_index
     """The first ``count`` images with their true label, the prediction and its confidence; the wrong ones red."""
     count = min(count, len(images))
     predicted = probs[:count].argmax(axis=1)
-    titles = [f"#{first_index + k}: true {class_names[labels[k]]}\npredicted {class_names[p]} {probs[k, p]:.0%}"
-              for k, p in enumerate(predicted)]
+    titles = []
+    for k in range(count):
+        first, *runners_up = top_classes(probs[k], class_names)
+        titles.append(f"#{first_index + k}: true {class_names[labels[k]]}\npredicted {first}"
+                      + (f"\nthen {', '.join(runners_up)}" if runners_up else ""))
     wrong = int(np.sum(predicted != labels[:count]))
     colors = [WRONG if p != labels[k] else RIGHT for k, p in enumerate(predicted)]
     columns = min(count, 8)
-    figure = Figure(figsize=(1.6 * columns + 0.4, 2.0 * math.ceil(count / columns) + 0.8), layout="constrained")
+    figure = Figure(figsize=(1.75 * columns + 0.4, 2.2 * math.ceil(count / columns) + 0.8), layout="constrained")
     _image_tiles(figure, [images[k] for k in range(count)], titles, colors, columns)
     figure.suptitle(f"Predictions on the first {count} test images: {count - wrong} right, {wrong} wrong (in red)",
                     fontsize=12)
@@ -58,8 +61,9 @@ def most_confused_figure(images, labels, probs, class_names, count=24):
                 va="center", fontsize=12)
         hide_axes(ax)
     else:
-        titles = [f"#{k}: true {class_names[labels[k]]}\n→ {class_names[predicted[k]]} {probs[k, predicted[k]]:.0%}"
-                  f" ({class_names[labels[k]]}: {probs[k, labels[k]]:.0%})" for k in order]
+        titles = [f"#{k}: true {class_names[labels[k]]}\n→ {class_names[predicted[k]]} "
+                  f"{percent(probs[k, predicted[k]])} ({class_names[labels[k]]}: {percent(probs[k, labels[k]])})"
+                  for k in order]
         _image_tiles(figure, [images[k] for k in order], titles, [WRONG] * len(order), columns)
     figure.suptitle(f"The {len(order)} most confident mistakes out of {len(wrong):,} on {len(labels):,} test images "
                     "(true label, prediction and its probability, the true class's probability)", fontsize=11)

@@ -41,6 +41,7 @@ def _layer_name(key, names):
 def _weight_panels(grad_ax, update_ax, steps, names, mark):
     """Per weight tensor, the gradient norm and the size of the update relative to the weights, by step."""
     weight_keys = [key for key in (steps[0]["params"] if steps else {}) if key.endswith(".W")]
+    update_ax.axhline(1e-3, color="grey", linestyle="--", linewidth=1, label="1e-3, a healthy rule of thumb")
     for ax, field, title in ((grad_ax, "grad_norm", "Gradient norm of each weight tensor"),
                              (update_ax, "update_ratio", "Update / weight norm per step")):
         for key in weight_keys:
@@ -49,10 +50,7 @@ def _weight_panels(grad_ax, update_ax, steps, names, mark):
                     label=_layer_name(key, names))
         ax.set_yscale("log")
         ax.set_title(title)
-        ax.legend(fontsize=8)
-    update_ax.axhline(1e-3, color="grey", linestyle="--", linewidth=1)
-    update_ax.text(0.01, 1e-3, " 1e-3, a healthy rule of thumb", color="grey", fontsize=8, va="bottom",
-                   transform=update_ax.get_yaxis_transform())
+        ax.legend(fontsize=8)  # the rule of thumb's label too: in the legend, off the curves
 
 
 def _relu_zeros_panel(ax, steps, names, mark):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cycnn.io import architecture
-from cycnn.viz import figures, network, results, training
+from cycnn.viz import change, figures, network, receptive, results, training
 from cycnn.cli import main
 from cycnn.data.datasets import to_input
 from cycnn.nn.optim import make_optimizer
@@ -45,6 +45,9 @@ def runs(mnist, tmp_path_factory):
 FIGURES = {
     "kernels_first": lambda r: network.kernel_figure(r["model"], 0),
     "kernels_deeper": lambda r: network.kernel_figure(r["model"], 2),
+    "kernels_change": lambda r: change.kernel_change_figure(r["model"], change.initial_model(r["model"],
+                                                                                             r["records"]), 0),
+    "top_patches": lambda r: receptive.top_patches_figure(r["model"], 2, r["images"]),
     "convolution": lambda r: network.convolution_figure(r["model"], r["images"][0], "test image #0"),
     "feature_maps_conv": lambda r: network.feature_map_figure(r["model"], r["images"][0], 0, "test image #0"),
     "feature_maps_pool": lambda r: network.feature_map_figure(r["model"], r["images"][0], 3, "test image #0"),
@@ -88,7 +91,8 @@ def test_pictures_lists_every_figure_for_each_chosen_image(runs):
                                               run["records"], count=6)]
     per_image = ["convolution_{}", "feature_maps_{}_layer0", "feature_maps_{}_layer1", "feature_maps_{}_layer2",
                  "feature_maps_{}_layer3", "dense_{}"]
-    assert names == (["kernels_layer0", "kernels_layer2"] + [n.format("test0") for n in per_image]
+    assert names == (["kernels_layer0", "kernels_change_layer0", "top_patches_layer2", "kernel_grid_layer2"]
+                     + [n.format("test0") for n in per_image]
                      + [n.format("mine") for n in per_image]
                      + ["predictions", "most_confused", "confusion_matrix", "training_curves", "layer_times"])
 
@@ -122,7 +126,10 @@ def test_other_architectures_draw(mnist, tmp_path, name):
         if picture.name == "dense_test0":
             break  # the rest depends on the predictions only
     convs = network.conv_layers(model)
-    assert names == ([f"kernels_layer{i}" for i in convs] + (["convolution_test0"] if convs else [])
+    weights = [f"kernels_layer{convs[0]}", f"kernels_change_layer{convs[0]}"] if convs else []
+    for i in convs[1:]:
+        weights += [f"top_patches_layer{i}", f"kernel_grid_layer{i}"]
+    assert names == (weights + (["convolution_test0"] if convs else [])
                      + [f"feature_maps_test0_layer{i}" for i in network.map_layers(model)] + ["dense_test0"])
 
 
@@ -156,9 +163,10 @@ def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys):
     code, stdout, err = run_cli(["visualize", cli_model, "--out", out, "--index", "7", "--count", "6"], capsys)
     assert code == 0, err
     files = sorted(p.name for p in out.iterdir())
-    expected = {"kernels_layer0", "kernels_layer2", "convolution_test7", "dense_test7", "predictions",
-                "most_confused", "confusion_matrix", "training_curves", "layer_times"}
-    expected |= {f"feature_maps_test7_layer{i}" for i in range(4)}
+    expected = {"kernels_layer0", "kernels_change_layer0", "top_patches_layer2", "kernel_grid_layer2",
+                "predictions", "most_confused", "confusion_matrix", "training_curves", "layer_times"}
+    for image in ("test0", "test7"):  # test image 0 always, beside the one asked for
+        expected |= {f"convolution_{image}", f"dense_{image}"} | {f"feature_maps_{image}_layer{i}" for i in range(4)}
     assert files == sorted(f"{n}.png" for n in expected)
     for path in out.iterdir():
         check_png(path.read_bytes())
@@ -173,7 +181,9 @@ def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, caps
     assert code == 0, err
     text = page.read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 13  # 2 kernels, convolution, 4 feature maps, dense, 3 test-set pictures, 2 from the log
+    # 4 of the weights; for test image 0 and the file the convolution, 4 feature maps and dense; 3 of the test set;
+    # 2 from the log
+    assert len(images) == 21
     for data in images:
         check_png(base64.b64decode(data))
     assert not re.search(r"(src|href)=\"(?!data:|#)", text)  # nothing loaded from elsewhere

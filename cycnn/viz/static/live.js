@@ -1,5 +1,6 @@
 // The live page's script: it polls data.json every second and draws each new snapshot on canvases (the curves,
-// the kernels, the probe batch, the feature maps and the dense layers). It is served inline in live.html.
+// the kernels, the probe batch, the feature maps with their channel numbers and colour scales, and the dense
+// layers). It is served inline in live.html.
 "use strict";
 const MAGMA = [[0,0,4],[28,16,68],[79,18,123],[129,37,129],[181,54,122],[229,80,100],[251,135,97],[254,194,135],
                [252,253,191]];
@@ -132,20 +133,46 @@ function drawMaps(d) {
     f.append(canvas); const caption = document.createElement("figcaption");
     caption.textContent = `${m.layer}: ${m.channels} × ${m.h}×${m.w}` +
       (m.shown < m.channels ? ` (first ${m.shown})` : "");
-    f.append(caption); box.append(f);
-    const [ctx] = fit(canvas);
-    for (let k = 0; k < m.shown; k++) tile(ctx, data.subarray(k * m.h * m.w, (k + 1) * m.h * m.w), m.w, m.h,
-      (k % cols) * (m.w * scale + 2), Math.floor(k / cols) * (m.h * scale + 2), scale,
-      m.signed ? LUTS.rdbu : LUTS.magma);
+    const bar = document.createElement("canvas"); bar.style.width = "180px"; bar.style.height = "26px";
+    f.append(caption, bar); box.append(f);
+    const [ctx] = fit(canvas), lut = m.signed ? LUTS.rdbu : LUTS.magma;
+    ctx.font = "9px system-ui, sans-serif"; ctx.textBaseline = "top";
+    for (let k = 0; k < m.shown; k++) {
+      const x = (k % cols) * (m.w * scale + 2), y = Math.floor(k / cols) * (m.h * scale + 2);
+      tile(ctx, data.subarray(k * m.h * m.w, (k + 1) * m.h * m.w), m.w, m.h, x, y, scale, lut);
+      if (m.h * scale >= 20) channelLabel(ctx, String(k), x, y);
+    }
+    scaleBar(bar, lut, m.signed, m.limit);
   }
+}
+function channelLabel(ctx, text, x, y) {  // the channel's number in the tile's corner, white on dark
+  ctx.fillStyle = "rgba(0,0,0,0.55)"; ctx.fillRect(x, y, ctx.measureText(text).width + 3, 10);
+  ctx.fillStyle = "#fff"; ctx.fillText(text, x + 1.5, y + 0.5);
+}
+function scaleBar(canvas, lut, signed, limit) {  // the colour scale of a layer's maps, with its values
+  const [ctx, W] = fit(canvas), left = 14, width = W - 2 * left;
+  for (let v = 0; v < 256; v++) { const c = lut[v]; ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`;
+    ctx.fillRect(left + v * width / 256, 0, width / 256 + 0.5, 10); }
+  ctx.strokeStyle = "#8c959f"; ctx.strokeRect(left, 0, width, 10);
+  ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = "#59636e"; ctx.textBaseline = "top";
+  ctx.textAlign = "center"; const top = String(+Number(limit).toPrecision(3));
+  ctx.fillText(signed ? `−${top}` : "0", left, 13); ctx.fillText(top, left + width, 13);
+  if (signed) ctx.fillText("0", left + width / 2, 13);
+}
+function percent(p) {  // as the pictures write it: 99.2%, 0.6%, 0.03%, <0.01%
+  if (p >= 0.1) return (100 * p).toFixed(1) + "%";
+  return p >= 1e-4 ? +(100 * p).toPrecision(2) + "%" : "<0.01%";
 }
 function drawDense(d) {
   const box = document.getElementById("dense"); box.replaceChildren();
   for (const layer of d.dense) {
     const title = document.createElement("h2"), canvas = document.createElement("canvas");
     const v = layer.values, n = v.length, best = v.indexOf(Math.max(...v));
+    const ranked = [...v.keys()].sort((a, b) => v[b] - v[a]).slice(0, 3)
+      .map(i => `${d.class_names[i]} ${percent(v[i])}`);
     title.textContent = layer.probabilities
-      ? `${layer.layer} → softmax: predicted ${d.class_names[best]} (${(100 * v[best]).toFixed(1)}%)`
+      ? `${layer.layer} → softmax: predicted ${ranked[0]}` +
+        (ranked.length > 1 ? `; runners-up ${ranked.slice(1).join(", ")}` : "")
       : `${layer.layer}: ${n} units, ${Math.round(100 * v.filter(x => x > 0).length / n)}% active`;
     canvas.style.height = "110px"; box.append(title, canvas);
     const [ctx, W, H] = fit(canvas), top = Math.max(1e-12, ...v.map(Math.abs)), bw = (W - 8) / n;
