@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cycnn.data.datasets import check_model_fits, load_data
+from cycnn.data.datasets import check_model_fits, load_data, to_input
 from cycnn.data.splits import training_data
 from cycnn.errors import ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
 from cycnn.io.architecture import build
@@ -60,7 +60,9 @@ class TrainingRun:
                 "val_images": 0 if data.x_val is None else len(data.x_val)}
         self.target = None if target_accuracy is None else TargetAccuracy(data.x_test, data.y_test, target_accuracy)
         every = [self.target] if self.target else []
-        every += [self.progress, self.checkpointer, RunLog(settings.log, settings.log_every, info, self.resumed),
+        probe = (0, to_input(data.x_test[:1])[0], int(data.y_test[0])) if len(data.x_test) else None
+        log = RunLog(settings.log, settings.log_every, info, self.resumed, probe=probe)
+        every += [self.progress, self.checkpointer, log,
                   DivergenceStop(), *([LayerTimes(echo)] if verbose else []), *callbacks]
         self.trainer = Trainer(model, optimizer, settings, every, state)
 

@@ -2,7 +2,8 @@
 
 The figures themselves are drawn by ``network`` (kernels, the convolution at work, feature maps, dense layers),
 ``change`` (the first kernels' change since initialization), ``receptive`` (the patches that excite a deeper
-channel), ``results`` (predictions, mistakes, the confusion matrix) and ``training`` (from the training log).
+channel), ``results`` (predictions, mistakes, the confusion matrix), ``training`` (from the training log) and
+``progress`` (one test image's answer and feature maps epoch by epoch, from the log's probe records).
 Each returns a matplotlib ``Figure``, built without pyplot so that nothing needs a display and no global state is
 touched.
 ``pictures`` lists every picture that fits a model, its test results and its training log, which is what ``cycnn
@@ -17,6 +18,7 @@ from cycnn.train.log import latest
 from cycnn.viz.change import initial_model, kernel_change_figure
 from cycnn.viz.network import (conv_layers, convolution_figure, dense_figure, feature_map_figure, kernel_figure,
                                layer_label, map_layers)
+from cycnn.viz.progress import probe_epochs, progress_figure
 from cycnn.viz.receptive import top_patches_figure
 from cycnn.viz.results import confusion_figure, most_confused_figure, predictions_figure
 from cycnn.viz.training import layer_times_figure, training_curves_figure
@@ -108,3 +110,19 @@ def pictures(model, test_images, test_labels, probs, chosen, records=None, count
         yield Picture("layer_times", "Time per layer",
                       "From the training log: the mean time of each layer's forward and backward pass per step.",
                       layer_times_figure(records))
+    if records is not None and probe_epochs(records):
+        yield _progress_picture(model, test_images, test_labels, records)
+
+
+def _progress_picture(model, test_images, test_labels, records):
+    """The probe's answer and feature maps epoch by epoch; the probe image is drawn when the test set it was
+    taken from is the one given (its label agrees)."""
+    probe = probe_epochs(records)[-1]["probe"]
+    index = probe["index"]
+    known = 0 <= index < len(test_images) and int(test_labels[index]) == probe["label"]
+    return Picture("progress_probe", f"Epoch by epoch: the answer and the feature maps for test image #{index}",
+                   "The same test image after each epoch of training (from the training log): the probability "
+                   "the network gave each class, and the first layer's feature maps, each row on its own colour "
+                   "scale so that the pattern shows even while the values grow. Read down the rows to see the "
+                   "answer settle and the maps sharpen into strokes and edges.",
+                   progress_figure(records, model.class_names, test_images[index] if known else None))

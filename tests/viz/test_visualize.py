@@ -164,7 +164,7 @@ def test_visualize_command_writes_every_picture(cli_model, tmp_path, capsys):
     assert code == 0, err
     files = sorted(p.name for p in out.iterdir())
     expected = {"kernels_layer0", "kernels_change_layer0", "top_patches_layer2", "kernel_grid_layer2",
-                "predictions", "most_confused", "confusion_matrix", "training_curves", "layer_times"}
+                "predictions", "most_confused", "confusion_matrix", "training_curves", "layer_times", "progress_probe"}
     for image in ("test0", "test7"):  # test image 0 always, beside the one asked for
         expected |= {f"convolution_{image}", f"dense_{image}"} | {f"feature_maps_{image}_layer{i}" for i in range(4)}
     assert files == sorted(f"{n}.png" for n in expected)
@@ -182,8 +182,8 @@ def test_report_is_one_offline_page_with_every_picture(cli_model, tmp_path, caps
     text = page.read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     # 4 of the weights; for test image 0 and the file the convolution, 4 feature maps and dense; 3 of the test set;
-    # 2 from the log
-    assert len(images) == 21
+    # 3 from the log
+    assert len(images) == 22
     for data in images:
         check_png(base64.b64decode(data))
     assert not re.search(r"(src|href)=\"(?!data:|#)", text)  # nothing loaded from elsewhere
