@@ -25,6 +25,7 @@ from cycnn.errors import CycnnError
 from cycnn.nn.layers import Conv2D, Dense, MaxPool2D
 from cycnn.nn.losses import softmax
 from cycnn.train.callbacks import Callback
+from cycnn.train.log import quantize_maps
 from cycnn.viz import assets
 
 DEFAULT_PORT = 8765
@@ -116,17 +117,6 @@ def _b64(array):
     return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
 
 
-def _quantize(maps):
-    """Float maps -> (uint8 levels, signed, limit): 0..limit onto 0..255, or -limit..limit onto 0..255 if any
-    value is negative; the page labels its colour scale with ``limit``."""
-    maps = np.asarray(maps, dtype=np.float64)
-    if maps.min() < 0:
-        limit = max(float(np.abs(maps).max()), 1e-12)
-        return np.round((maps / limit + 1) * 127.5).astype(np.uint8), True, limit
-    limit = max(float(maps.max()), 1e-12)
-    return np.round(maps / limit * 255).astype(np.uint8), False, limit
-
-
 class LiveView(Callback):
     """Publishes snapshots of the run to ``server`` every ``interval`` seconds of training.
 
@@ -201,7 +191,7 @@ class LiveView(Callback):
         maps = []
         for i, layer in enumerate(model.layers):
             if isinstance(layer, (Conv2D, MaxPool2D)):
-                levels, signed, limit = _quantize(outputs[i][0][:MAX_MAPS])
+                levels, signed, limit = quantize_maps(outputs[i][0][:MAX_MAPS])
                 maps.append({"layer": model.layer_names()[i], "channels": int(outputs[i].shape[1]),
                              "shown": int(levels.shape[0]), "h": int(levels.shape[1]), "w": int(levels.shape[2]),
                              "signed": signed, "limit": float(f"{limit:.4g}"), "data": _b64(levels)})

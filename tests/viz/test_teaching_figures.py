@@ -16,7 +16,7 @@ from cycnn.train.log import RunLog, read_log
 from cycnn.train.settings import RunSettings
 from cycnn.train.trainer import Trainer
 from cycnn.viz import change, figures, network, receptive, results, training
-from cycnn.viz.live import _quantize
+from cycnn.train.log import quantize_maps
 
 TINY = architecture.stack([2, 3], [3, 3], 2, [8], [0], input_shape=(1, 16, 16), num_classes=10)
 NOISE = np.random.default_rng(0).random((1, 16, 16))
@@ -165,9 +165,9 @@ def test_the_convolution_picture_has_a_scale_for_relu_and_pooling():
 
 
 def test_the_live_maps_carry_their_scale():
-    levels, signed, limit = _quantize(np.array([[[0.0, 2.5]]]))
+    levels, signed, limit = quantize_maps(np.array([[[0.0, 2.5]]]))
     assert (levels.max(), signed, limit) == (255, False, 2.5)
-    assert _quantize(np.array([[[-4.0, 1.0]]]))[1:] == (True, 4.0)
+    assert quantize_maps(np.array([[[-4.0, 1.0]]]))[1:] == (True, 4.0)
 
 
 # --- probabilities ------------------------------------------------------------------------------------------
