@@ -10,11 +10,20 @@ from cycnn.cli import main
 
 
 def run_cli(argv, capsys=None):
-    """``cycnn ARGV`` in this process: (exit code, stdout, stderr); the output is captured only with ``capsys``."""
+    """``cycnn ARGV`` in this process: (exit code, stdout, stderr); the output is captured only with ``capsys``.
+
+    ``main`` owns the process's signals as the console script's entry point (an interrupted run ignores further
+    Ctrl-C while it exits); here the test process gets its own handlers back, so that later tests and the
+    processes they start are interruptible."""
     if capsys is not None:
         capsys.readouterr()  # drop what earlier code printed
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main([str(a) for a in argv])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     out, err = capsys.readouterr() if capsys is not None else ("", "")
     return stop.value.code, out, err
 
