@@ -34,5 +34,11 @@ class TrainingDiverged(CycnnError):
     """The loss became NaN or infinite."""
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, as the command line's signal handler raises it: a BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` swallows it, but not a KeyboardInterrupt, which click would turn into an
+    Abort after printing a blank line."""
+
+
 class TrainingInterrupted(CycnnError):
     """Ctrl-C or SIGTERM stopped a run after writing a checkpoint; the message says how to resume."""

@@ -7,7 +7,6 @@ from cycnn.io.model_file import load_model
 from cycnn.nn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 DATA_DIR_HELP = "IDX or image-folder dataset directory (default: the bundled MNIST)."
 DATASET_HELP = "A named dataset: mnist or fashion-mnist."
@@ -47,4 +46,4 @@ def test_set(data_dir, dataset):
     return data, data.x_test, data.y_test
 
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "float_list", "int_list", "load_model", "setup_threads", "test_set"]
+__all__ = ["EXIT_USAGE", "float_list", "int_list", "load_model", "setup_threads", "test_set"]

@@ -1,6 +1,5 @@
 """``cycnn train``: parse the flags into run settings, hand the run to ``cycnn.train.run``, print what it did."""
 import json
-import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +8,7 @@ from typing import Optional
 import typer
 
 from cycnn.cli.common import THREADS_HELP, float_list, int_list, setup_threads
-from cycnn.errors import ConfigError, TrainingDiverged
+from cycnn.errors import ConfigError, Interrupted, TrainingDiverged
 from cycnn.io import architecture
 from cycnn.train.run import TrainingRun
 from cycnn.train.settings import RESUME_FIXED, RunSettings
@@ -211,12 +210,9 @@ def _stop_live(view, trainer, summary, keep_serving):
             server.wait_until_seen(timeout=3.0)
             return
         typer.echo(f"training done; the live view stays at {server.url} until Ctrl+C", err=True)
-        # Ctrl-C ends the wait even where this process started with SIGINT ignored (a background job of a
-        # script), as it ends the training, whose own handler is installed the same way.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         if not keep_serving:
             raise
     finally:

@@ -13,7 +13,7 @@ import numpy as np
 
 from cycnn.data.datasets import check_model_fits, load_data, to_input
 from cycnn.data.splits import training_data
-from cycnn.errors import ConfigError, OutputError, TrainingDiverged, TrainingInterrupted
+from cycnn.errors import ConfigError, Interrupted, OutputError, TrainingDiverged, TrainingInterrupted
 from cycnn.io.architecture import build
 from cycnn.io.model_file import save_model
 from cycnn.io.paths import OutputLock, check_writable
@@ -104,7 +104,7 @@ class TrainingRun:
         settings.__post_init__()
         try:
             data = _split(settings)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             raise TrainingInterrupted(f"interrupted while loading the data; resume with: "
                                       f"{resume_command(settings)}") from None
         if settings.data_sha256 not in (None, data.fingerprint):
@@ -123,7 +123,7 @@ class TrainingRun:
             try:
                 self._train()
                 return self._finish(started)
-            except KeyboardInterrupt:  # a second Ctrl-C mid-step, or one during the final test and save
+            except (KeyboardInterrupt, Interrupted):  # a second Ctrl-C mid-step, or one during the test and save
                 if not self.checkpointer.written:
                     raise
                 raise TrainingInterrupted(f"interrupted; resume with: {resume_command(self.settings)}") from None
@@ -155,9 +155,10 @@ class TrainingRun:
         def request_stop(signum, frame):
             """Ctrl-C or SIGTERM: finish the current step, then checkpoint and exit. A second Ctrl-C aborts."""
             trainer.stop_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, after if callable(after) else signal.default_int_handler)
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        after = previous[signal.SIGINT]  # what a second Ctrl-C does: the caller's handler (the CLI's: stop now)
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a divergence is reported instead
                 trainer.fit(self.data.x_train, self.data.y_train, self.data.x_val, self.data.y_val)

@@ -4,7 +4,6 @@ Every problem the user can fix (a missing file, a bad flag value, a kernel large
 with one line on stderr, ``cycnn: error: ...``, and exit code 2; an interrupted run says how to resume and exits
 with 130.
 """
-import signal
 import sys
 import warnings
 
@@ -16,9 +15,10 @@ except ImportError:  # pragma: no cover
     from click import ClickException as UsageProblem
 
 from cycnn.cli import compare, models, pictures, reference
-from cycnn.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+from cycnn.cli.common import EXIT_USAGE
+from cycnn.cli.signals import exit_interrupted, restore
 from cycnn.cli.train import train
-from cycnn.errors import CycnnError, TrainingInterrupted
+from cycnn.errors import CycnnError, Interrupted, TrainingInterrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cycnn: a from-scratch CNN with Cython kernels that learns to read handwritten digits.")
@@ -33,21 +33,16 @@ app.command()(pictures.visualize)
 app.command()(pictures.report)
 
 
-def main(argv=None):
-    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2, and an interruption
-    (Ctrl-C or SIGTERM, at any moment) into one line (with the command that resumes, where a checkpoint exists)
-    and exit code 130."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, _interrupt)
+def run(argv, previous_handlers):
+    """Run the CLI (``cycnn.cli.main`` has installed the signal handlers), turning user errors into one line on
+    stderr and exit code 2, and an interruption into one line (with the command that resumes, where a checkpoint
+    exists) and exit code 130; the handlers it replaced are put back when a command ends otherwise."""
     warnings.formatwarning = _one_line_warning
     try:
         result = app(args=argv, prog_name="cycnn", standalone_mode=False)
-    except (TrainingInterrupted, typer.Abort, KeyboardInterrupt) as exc:
-        # A further Ctrl-C or SIGTERM while exiting is ignored, so that it cannot cut the line short.
-        previous = {sig: signal.SIG_IGN for sig in previous}
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        typer.echo(str(exc) if isinstance(exc, TrainingInterrupted) else "cycnn: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except (TrainingInterrupted, Interrupted, typer.Abort, KeyboardInterrupt) as exc:
+        previous_handlers = {}  # exiting interrupted: the handlers stay ignoring, see exit_interrupted
+        exit_interrupted(str(exc) if isinstance(exc, TrainingInterrupted) else "cycnn: interrupted")
     except CycnnError as exc:
         typer.echo(f"cycnn: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -62,15 +57,8 @@ def main(argv=None):
         typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
         sys.exit(EXIT_USAGE)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore(previous_handlers)
     sys.exit(result if isinstance(result, int) else 0)
-
-
-def _interrupt(signum, frame):
-    """SIGTERM outside training is an interruption like Ctrl-C (training installs its own graceful stop)."""
-    raise KeyboardInterrupt
-
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):
