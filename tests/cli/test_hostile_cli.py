@@ -181,6 +181,7 @@ def test_an_interruption_at_any_moment_ends_with_the_resume_hint(when, tmp_path,
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_live_client_that_hangs_up_early_prints_nothing(capsys):
     server = LiveServer(0)
     try:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cycnn.io import architecture
 from cycnn.io.model_file import load_model, save_model
@@ -25,6 +26,7 @@ def test_a_loaded_model_answers_the_same_twice(tmp_path):
     np.testing.assert_array_equal(model.forward(x), model.forward(x))
 
 
+@pytest.mark.slow
 def test_visualize_draws_test_image_0_beside_the_users_images(tmp_path, capsys, draw_digit):
     model = small_model_file(tmp_path / "m.npz")
     images = [tmp_path / "a.png", tmp_path / "b.png"]
@@ -38,6 +40,7 @@ def test_visualize_draws_test_image_0_beside_the_users_images(tmp_path, capsys, 
         assert f"dense_{slug}.png" in names, sorted(names)
 
 
+@pytest.mark.slow
 def test_every_command_that_computes_takes_threads(tmp_path, capsys, draw_digit):
     model = small_model_file(tmp_path / "m.npz")
     draw_digit("zero").save(tmp_path / "a.png")
@@ -49,6 +52,7 @@ def test_every_command_that_computes_takes_threads(tmp_path, capsys, draw_digit)
     assert_one_line_error(code, err, "thread count must be a positive integer")
 
 
+@pytest.mark.slow
 def test_train_writes_nothing_but_messages_to_a_stderr_that_is_not_a_terminal(tmp_path):
     """The progress bar's leftovers were one blank line per epoch in `2> err`."""
     with open(tmp_path / "err", "w") as err:

@@ -34,6 +34,7 @@ def _epoch_labels(figure):
     return [t.get_text().split("\n")[0] for ax in figure.axes for t in ax.texts if t.get_text().startswith("epoch")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs, shown", [(3, [1, 2, 3]), (20, [1, 3, 4, 6, 8, 10, 11, 13, 15, 17, 18, 20])])
 def test_one_row_per_epoch_at_most_twelve_evenly_chosen(epochs, shown):
     figure = progress.progress_figure(_records(epochs), [str(c) for c in range(10)], np.zeros((1, 28, 28)))
