@@ -56,6 +56,10 @@ def run(argv, previous_handlers):
     except MemoryError:
         typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
         sys.exit(EXIT_USAGE)
+    except OSError as exc:  # the last net under the checks: a file system refusing something none foresaw
+        where = f"{str(exc.filename)[:200]}: " if exc.filename else ""
+        typer.echo(f"cycnn: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USAGE)
     finally:
         restore(previous_handlers)
     sys.exit(result if isinstance(result, int) else 0)

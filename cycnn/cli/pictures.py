@@ -11,6 +11,7 @@ from cycnn.data.datasets import check_model_fits, to_input
 from cycnn.data.images import prepare_for_model
 from cycnn.errors import ConfigError
 from cycnn.io.atomic import write_atomic
+from cycnn.io.paths import check_output_directory
 from cycnn.train.evaluation import predict_images, scores
 from cycnn.train.log import read_log
 from cycnn.version import __version__
@@ -63,8 +64,7 @@ def visualize(
 ):
     """Write PNG pictures of a model: kernels, the convolution at work, feature maps, dense activations,
     predictions, mistakes, the confusion matrix and, from the log, the training curves."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
+    check_output_directory(out, "--out")
     _, log, _, _, drawn = _pictures_for(model_path, log, index, image, count, data_dir, dataset, threads)
     written = 0
     for picture in drawn:

@@ -17,6 +17,7 @@ from cycnn.nn.sequential import Sequential
 
 REFERENCE_FILE = "reference.json"
 MAX_FILE_BYTES = 1 << 20  # architecture files take a few kB
+MAX_LINE = 4096  # characters in one line of an architecture file
 MAX_NESTING = 16  # the deepest real value is 5 levels down (the layers list, a layer, its kernel_size, a number)
 MAX_SHOWN = 200  # characters of a bad value or a layer's complaint that a message quotes
 # What a layer's constructor can raise for a bad value (an absurd size, a wrong type, a deeply nested list).
@@ -134,6 +135,10 @@ def load_file(path):
             data = fh.read(MAX_FILE_BYTES)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read architecture file ({exc.strerror})") from None
+    longest = max((len(line) for line in data.splitlines()), default=0)
+    if longest > MAX_LINE:  # a TOML key dotted 100,000 times takes the parser minutes: no real file has such lines
+        raise ConfigError(f"{path}: a line of {longest:,} characters, more than the {MAX_LINE:,} of an "
+                          "architecture file")
     try:
         if str(path).endswith(".toml"):
             import tomllib

@@ -140,13 +140,16 @@ def _check_header(header, path, kind):
                              f"accepts ({MAX_ARRAY_BYTES:,})")
 
 
-def load_arrays(path, kind=None):
-    """Read and verify a file written by ``save_arrays``: returns (header, arrays)."""
+def load_arrays(path, kind=None, check=None):
+    """Read and verify a file written by ``save_arrays``: returns (header, arrays). ``check(header, path)`` runs
+    on the verified header before any array is read (``declared_weights_fit``: a model file's weights)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ModelFileError(f"{path}: is a directory, not a model file")
+    if not os.path.isfile(path):  # a FIFO would block the read, a device never end it
+        raise ModelFileError(f"{path}: not a regular file (a device, FIFO or socket), not a model file")
     try:
         with open(path, "rb") as fh:
             head = fh.read(len(ZIP_MAGIC))
@@ -154,7 +157,7 @@ def load_arrays(path, kind=None):
                 raise ModelFileError(f"{path}: {_what_is(head + fh.read(8))}")
             fh.seek(0)
             with zipfile.ZipFile(fh) as zf:
-                return _read_archive(zf, path, kind)
+                return _read_archive(zf, path, kind, check)
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, EOFError) as exc:
@@ -169,7 +172,7 @@ def load_arrays(path, kind=None):
         raise ModelFileError(f"{path}: damaged, truncated or not a cycnn model file ({reason})") from None
 
 
-def _read_archive(zf, path, kind):
+def _read_archive(zf, path, kind, check):
     infos = zf.infolist()
     members = {info.filename: info for info in infos}
     if len(members) != len(infos):
@@ -182,6 +185,8 @@ def _read_archive(zf, path, kind):
     except (ValueError, UnicodeDecodeError):
         raise ModelFileError(f"{path}: damaged header (not valid JSON)") from None
     _check_header(header, path, kind)
+    if check is not None:
+        check(header, path)
     described = header["arrays"]
     stored = {name[:-len(".npy")] for name in members if name.endswith(".npy")} - {HEADER}
     others = sorted(name for name in members if not name.endswith(".npy"))
@@ -216,6 +221,26 @@ def save_model(model, path, metadata=None):
     save_arrays(path, "model", model.get_config(), arrays, {"metadata": metadata or {}})
 
 
+def _build_described(header, path):
+    """The model a header's architecture describes, with placeholder weights (nothing allocated)."""
+    try:
+        return build(header.get("architecture"), initialize=False)
+    except (CycnnError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: the stored architecture is invalid ({exc})") from None
+
+
+def declared_weights_fit(header, path):
+    """Refuse a file whose header declares weights (or optimizer slots) of shapes other than its architecture's,
+    before any array is read: a crafted header cannot make the reader inflate gigabytes of compressed zeros."""
+    shapes = {f"param.{key}": list(param.shape) for key, param, _ in _build_described(header, path).parameters()}
+    for name, spec in header["arrays"].items():
+        weight = "param." + name.partition(":")[2] if name.startswith("opt.") else name
+        if weight in shapes and spec["shape"] == shapes[weight]:
+            continue
+        needed = shapes.get(weight, "no such weight")
+        raise ModelFileError(f"{path}: array {name!r} is declared {spec['shape']}, the architecture needs {needed}")
+
+
 def model_from(header, arrays, path):
     """Build the model a header describes and fill in its weights, checking each against the layer.
 
@@ -223,11 +248,7 @@ def model_from(header, arrays, path):
     the loader allocate (and fill with random numbers) layers far larger than the file before it is checked.
     """
     params = {name: a for name, a in arrays.items() if name.startswith("param.")}
-    config = header.get("architecture")
-    try:
-        model = build(config, initialize=False)
-    except (CycnnError, KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise ModelFileError(f"{path}: the stored architecture is invalid ({exc})") from None
+    model = _build_described(header, path)
     expected = {f"param.{key}": param for key, param, _ in model.parameters()}
     if set(params) != set(expected):
         raise ModelFileError(f"{path}: weights do not match the architecture "
@@ -254,7 +275,7 @@ def model_from(header, arrays, path):
 def load_model(path):
     """Load a model file (or the model inside a checkpoint), in eval mode: a loaded model is for answering, so
     two passes on one image give the same logits (dropout off); training code switches it to train mode itself."""
-    header, arrays = load_arrays(path)
+    header, arrays = load_arrays(path, check=declared_weights_fit)
     model = model_from(header, arrays, path)
     metadata = header.get("metadata", {})
     model.metadata = metadata if isinstance(metadata, dict) else {}

@@ -21,10 +21,16 @@ def resolve_output(path, what="", error=ConfigError):
     what = f"{what} " if what else ""
     if not text or text.endswith(os.sep):
         raise error(f"{what}{text!r}: give a file name")
+    if len(os.fsencode(text)) > 4096:  # PATH_MAX: nothing longer can be opened (and stat would fail on it)
+        raise error(f"{what}{text[:80]}...: the name is longer than the file system allows")
     try:
-        real = Path(text).resolve(strict=False)
+        return _regular_target(text, what, error)
     except (RuntimeError, OSError) as exc:  # RuntimeError: Python before 3.13 on a symlink loop
-        raise error(f"{what}{text}: cannot follow this path ({exc})") from None
+        raise error(f"{what}{text[:200]}: cannot follow this path ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _regular_target(text, what, error):
+    real = Path(text).resolve(strict=False)
     parent = real.parent
     while not parent.exists():
         parent = parent.parent
@@ -40,6 +46,19 @@ def resolve_output(path, what="", error=ConfigError):
         raise error(f"{what}{text}: is not a regular file (a device, FIFO or socket); cycnn only replaces "
                           "regular files")
     return real
+
+
+def check_output_directory(path, what):
+    """Refuse, before any work, a directory to write into that cannot be one: an over-long name, or an existing
+    path that is not a directory."""
+    text = os.fspath(path)
+    if len(os.fsencode(text)) > 4096 or any(len(os.fsencode(part)) > 255 for part in Path(text).parts):
+        raise ConfigError(f"{what} {text[:80]}...: the name is longer than the file system allows")
+    try:
+        if os.path.exists(text) and not os.path.isdir(text):
+            raise ConfigError(f"{what} {text}: exists and is not a directory")
+    except OSError as exc:
+        raise ConfigError(f"{what} {text[:200]}: cannot use this directory ({exc.strerror})") from None
 
 
 def check_writable(path, what):

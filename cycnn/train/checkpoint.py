@@ -15,7 +15,7 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from cycnn.errors import CycnnError, ModelFileError, TrainingDiverged
-from cycnn.io.model_file import load_arrays, model_from, save_arrays
+from cycnn.io.model_file import declared_weights_fit, load_arrays, model_from, save_arrays
 from cycnn.nn.optim import OPTIMIZERS
 from cycnn.train.settings import RunSettings
 from cycnn.train.state import TrainState
@@ -47,7 +47,7 @@ def save_checkpoint(path, model, optimizer, state, settings):
 
 def load_checkpoint(path):
     """Read a checkpoint: returns (model, optimizer, state, settings)."""
-    header, arrays = load_arrays(path, kind="checkpoint")
+    header, arrays = load_arrays(path, kind="checkpoint", check=declared_weights_fit)
     model = model_from(header, arrays, path)
     try:
         training = _dict(header.get("training"), "training")

@@ -233,7 +233,7 @@ def read_log(path):
             continue
         try:
             record = json.loads(line)
-            problem = None if isinstance(record, dict) and "type" in record else "has no record type"
+            problem = _record_problem(record)
         except (ValueError, RecursionError):
             problem = "is not JSON"
         if problem is None:
@@ -245,9 +245,33 @@ def read_log(path):
     if not records or records[0]["type"] != "run":
         raise DataError(f"{path}: does not start with a run record; is this a cycnn training log?")
     if skipped:
-        warnings.warn(f"{path}: skipped {skipped} broken line{'s' if skipped > 1 else ''} (not JSON or without a "
-                      "record type); did two runs write this log?", stacklevel=2)
+        warnings.warn(f"{path}: skipped {skipped} broken line{'s' if skipped > 1 else ''} (not JSON, or not a "
+                      "record cycnn writes); did two runs write this log?", stacklevel=2)
     return records
+
+
+# The fields the pictures read, with their types: a record whose fields are of other types is a broken line.
+_NUMBER = (int, float)
+_FIELDS = {"run": {"train": dict, "train_images": int, "layer_names": list, "seed": int},
+           "step": {"step": int, "epoch": int, "loss": _NUMBER, "accuracy": _NUMBER, "lr": _NUMBER,
+                    "layers": list, "params": dict},
+           "epoch": {"epoch": int, "step": int, "train_loss": _NUMBER, "train_accuracy": _NUMBER,
+                     "val_loss": _NUMBER, "val_accuracy": _NUMBER, "wall_s": _NUMBER}}
+
+
+def _record_problem(record):
+    """Why ``record`` is not one the pictures can read, or None; names shown on pictures must be printable."""
+    if not isinstance(record, dict) or record.get("type") not in _FIELDS:
+        return "has no record type"
+    for name, kind in _FIELDS[record["type"]].items():
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f"has a {name} that is not a {getattr(kind, '__name__', 'number')}"
+    names = [entry.get("layer") if isinstance(entry, dict) else None for entry in record.get("layers") or []]
+    names += record.get("layer_names") or []
+    if not all(isinstance(n, str) and n.isprintable() for n in names):
+        return "has a layer name that is not printable text"
+    return None
 
 
 def latest(records, kind):

@@ -22,8 +22,10 @@ def nested(depth):
 
 # --- the file itself ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, text, problem", [
-    ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    ("deep.toml", "input_shape = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    ("deep.json", "[\n" * 100_000 + "]\n" * 100_000, "nested too deeply"),
+    ("deep.toml", "input_shape = " + "[\n" * 100_000 + "]\n" * 100_000, "nested too deeply"),
+    ("deep-line.json", "[" * 100_000 + "]" * 100_000, "a line of 200,000 characters"),
+    ("dotted.toml", "a" + ".b" * 100_000 + " = 1\n", "a line of 200,005 characters"),  # minutes of parsing
     ("deep-value.json", json.dumps({"layers": [{"type": "Flatten", "x": nested(500)}]}),
      "nested more than 16 levels deep"),
 ])

@@ -255,7 +255,7 @@ def test_optimizer_slots_must_match_their_weights(good_checkpoint, tmp_path):
                      set_key(["arrays", "opt.m:0.W"], {"shape": [2, 2], "dtype": "float32", "sha256": _digest(bad)}))
     path = tmp_path / "slots.ckpt.npz"
     path.write_bytes(edited)
-    with pytest.raises(ModelFileError, match=r"opt.m:0.W.* its weight is float32\[4, 1, 3, 3\]"):
+    with pytest.raises(ModelFileError, match=r"'opt.m:0.W' is declared \[2, 2\], the architecture needs \[4, 1, 3, 3\]"):
         load_checkpoint(path)
 
 
@@ -551,3 +551,22 @@ def test_flag_values_out_of_range(case, tmp_path, capsys):
 def test_resume_refuses_settings_the_checkpoint_fixes(good_checkpoint, capsys):
     code, out, err = run_cli(["train", "--resume", good_checkpoint, "--epochs", "9", "--lr", "0.1"], capsys)
     assert_one_line_error(code, err, "--resume continues the run with the settings stored in", "drop --epochs, --lr")
+
+
+def test_weights_declared_unlike_the_architecture_are_refused_before_any_is_read(good_model, tmp_path):
+    """A header may declare a 100 MB weight that deflates from almost nothing; it is compared with the
+    architecture first, so the reader never allocates it (before: 3.5 GB for a 1.2 GB bomb)."""
+    import tracemalloc
+    big = np.zeros(25_000_000, dtype=np.float32)
+    data = rebuild(good_model.read_bytes(), set_key(["arrays", "param.0.W"],
+                                                    {"shape": [25_000_000], "dtype": "float32", "sha256": _digest(big)}),
+                   arrays={"param.0.W": big})
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(data)
+    del big, data
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match=r"'param.0.W' is declared \[25000000\], the architecture needs"):
+        load_model(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000, peak

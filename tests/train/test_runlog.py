@@ -1,6 +1,7 @@
 """The training log: its records against figures recomputed beside the trainer, its reader, and the CLI's --log,
 --log-every and --verbose."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -180,3 +181,22 @@ def test_cli_refuses_a_zero_log_interval(tmp_path, capsys):
     code, _, err = run_cli(["train", "--epochs", "1", "--limit-train", "100", "--log-every", "0",
                             "--out", tmp_path / "m.npz"], capsys)
     assert code == 2 and err.startswith("cycnn: error: log_every must be a positive integer") and "Traceback" not in err
+
+
+def test_records_of_the_wrong_shape_are_broken_lines(tmp_path):
+    """The pictures read these fields: a string step or an escape in a layer name was a traceback (or a raw escape
+    printed by matplotlib); now such a record is skipped like a broken line, with the warning."""
+    path = tmp_path / "m.log.jsonl"
+    lines = [{"type": "run", "train": {"epochs": 1}}, {"type": "step", "step": 1, "loss": 1.0},
+             {"type": "step", "step": "2", "loss": 1.0},
+             {"type": "step", "step": 3, "loss": 0.5, "layers": [{"layer": "0: \x1b[31mConv2D"}]},
+             {"type": "epoch", "epoch": 1, "train_loss": "low"}, {"type": "epoch", "epoch": 1, "train_loss": 0.5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = read_log(path)
+    assert [r["type"] for r in records] == ["run", "step", "epoch"]
+    assert len(caught) == 1 and "skipped 3 broken lines" in str(caught[0].message)
+    path.write_text(json.dumps({"type": "run", "train": 5}) + "\n")
+    with pytest.raises(DataError, match="line 1 has a train that is not a dict"):
+        read_log(path)
