@@ -44,7 +44,7 @@ def run(argv, previous_handlers):
         previous_handlers = {}  # exiting interrupted: the handlers stay ignoring, see exit_interrupted
         exit_interrupted(str(exc) if isinstance(exc, TrainingInterrupted) else "cycnn: interrupted")
     except CycnnError as exc:
-        typer.echo(f"cycnn: error: {exc}", err=True)
+        typer.echo(f"cycnn: error: {printable(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -66,4 +66,10 @@ def run(argv, previous_handlers):
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):
-    return f"cycnn: warning: {message}\n"
+    return f"cycnn: warning: {printable(str(message))}\n"
+
+
+def printable(text):
+    """``text`` as one printable line: a newline or a terminal escape in a file's name (or anywhere a message
+    quotes a file) is shown escaped, never obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from cycnn.errors import ImageError
 
 MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
+MAX_SIDE = 2048  # larger images are scaled down to this before they are prepared
 INK_THRESHOLD = 0.2  # fraction of the ink's range that counts as ink when cropping
 NOISE_SIGMAS = 4  # ink within this many standard deviations of the paper's grain is taken for paper
 INK_PERCENTILE = 60  # the ink level stretched to 1: the stroke's typical level (specks should not set it)
@@ -44,7 +45,10 @@ def load_image(path_or_bytes, name=None):
                 if getattr(img, "n_frames", 1) > 1:
                     raise ImageError(f"{name}: animated image with {img.n_frames} frames; give a single image")
                 img.load()
-                return _to_gray(ImageOps.exif_transpose(img), name)  # phone photos are often stored rotated
+                img = ImageOps.exif_transpose(img)  # phone photos are often stored rotated
+                if max(img.size) > MAX_SIDE:  # a digit ends up 20 pixels tall: spare the float copies of 49 Mpx
+                    img.thumbnail((MAX_SIDE, MAX_SIDE))
+                return _to_gray(img, name)
     except ImageError:
         raise
     except FileNotFoundError:

@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import platform
+import stat
 import time
 import warnings
 
@@ -221,6 +222,8 @@ def read_log(path):
     which a run that is still writing leaves, is skipped silently.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read, /dev/zero never end it
+            raise DataError(f"{path}: not a regular file (a device, FIFO or socket), not a training log")
         with open(path, encoding="utf-8") as fh:
             lines = fh.readlines()
     except OSError as exc:

@@ -196,3 +196,23 @@ def test_a_live_client_that_hangs_up_early_prints_nothing(capsys):
     finally:
         server.stop()
     assert capsys.readouterr().err == ""
+
+
+def test_a_file_name_with_a_newline_or_an_escape_stays_one_escaped_line(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    save_model(architecture.build(architecture.stack([2], [3], 2, [4], [0.0]), seed=0), model)
+    for name, shown in (("no\nsuch.png", "no\\nsuch.png"), ("\x1b[2Jx.png", "\\x1b[2Jx.png")):
+        code, _, err = run_cli(["predict", model, tmp_path / name], capsys)
+        assert_one_line_error(code, err, "no such file", shown)  # the character shown escaped, not obeyed
+
+
+def test_a_training_log_that_is_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    import os
+
+    from cli_runner import deadline
+    model = tmp_path / "m.npz"
+    save_model(architecture.build(architecture.stack([2], [3], 2, [4], [0.0]), seed=0), model)
+    os.mkfifo(tmp_path / "log.jsonl")
+    with deadline(20):
+        code, _, err = run_cli(["report", model, "--out", tmp_path / "r.html", "--log", tmp_path / "log.jsonl"], capsys)
+    assert_one_line_error(code, err, "not a regular file")
