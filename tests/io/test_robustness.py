@@ -120,6 +120,11 @@ def bad_model_files(directory, good, marker):
         ("tampered-weight.npz", rebuild(data, arrays={"param.0.W": w + 1}), "fails its checksum"),
         ("missing-weight.npz", rebuild(data, drop={"param.0.W"}), "missing: ['param.0.W']"),
         ("newer-version.npz", rebuild(data, set_key(["version"], 2)), "newer cycnn"),
+        # Python calls True and 1.0 equal to 1; a format version is an integer.
+        ("version-true.npz", rebuild(data, set_key(["version"], True)), "unknown format version True"),
+        ("version-float.npz", rebuild(data, set_key(["version"], 1.0)), "unknown format version 1.0"),
+        ("input-shape-bool.npz", rebuild(data, set_key(["architecture", "input_shape"], [True, 28, 28])),
+         "input_shape"),
         ("foreign-header.npz", rebuild(data, set_key(["format"], "something-else")), "not a cycnn model file"),
         ("unknown-kind.npz", rebuild(data, set_key(["kind"], "weights")), "unknown file kind"),
         ("huge-layer.npz", rebuild(data, set_key(["architecture", "layers", 3, "in_features"], 10**10)),

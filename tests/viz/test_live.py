@@ -156,7 +156,7 @@ def test_train_live_serves_the_run_while_it_trains(tmp_path):
 
 @pytest.mark.slow
 def test_keep_serving_stays_up_until_interrupted(tmp_path):
-    process, url = start_live_training(tmp_path, "--keep-serving", "--epochs", "1", "--limit-train", "200")
+    process, url = start_live_training(tmp_path, "--keep-serving", "--epochs", "1", "--limit-train", "200", "--json")
     try:
         deadline = time.monotonic() + 300
         while "test_accuracy" not in json.loads(fetch(url + "data.json")[2]):  # the final snapshot
@@ -167,6 +167,25 @@ def test_keep_serving_stays_up_until_interrupted(tmp_path):
         assert json.loads(fetch(url + "data.json")[2])["status"] == "finished"
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+        # With --json the last stdout line is the JSON object (the "stays up" message goes to stderr).
+        assert "test_accuracy" in json.loads(process.stdout.read().strip().splitlines()[-1])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+@pytest.mark.slow
+def test_a_diverging_live_run_ends_in_one_line(tmp_path):
+    """--live with a divergence printed three RuntimeWarnings before the error line."""
+    process, url = start_live_training(tmp_path, "--lr", "1000", "--lr-schedule", "constant", "--optimizer", "sgd",
+                                       "--epochs", "1", "--limit-train", "640")
+    try:
+        assert process.wait(timeout=120) == 2
+        lines = process.stderr.read().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cycnn: error: ") and "lower learning rate" in lines[0], lines
     finally:
         if process.poll() is None:
             process.kill()
