@@ -23,6 +23,11 @@ MAX_COUNT = 400  # a 20x20 grid: more tiles than a figure can show legibly
 COUNT_HELP = f"Images in the predictions and most-confused grids (1 to {MAX_COUNT})."
 
 
+def _count(value):
+    """A count from a log as text ("?" when the log does not have it)."""
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
 def _pictures_for(model_path, log, index, image, count, data_dir, dataset, threads):
     """What ``visualize`` and ``report`` draw: returns (model, log path or None, test labels, test probabilities,
     the pictures as a generator)."""
@@ -100,7 +105,7 @@ def report(
         run = read_log(log)[0]
         train = run.get("train", {})
         facts += [("training", f"{train.get('epochs')} epoch(s) of batch {train.get('batch_size')} on "
-                               f"{run.get('train_images', '?'):,} images, {train.get('optimizer')} lr "
+                               f"{_count(run.get('train_images'))} images, {train.get('optimizer')} lr "
                                f"{train.get('lr')} ({train.get('lr_schedule')}), seed {train.get('seed')}"),
                   ("training log", str(log))]
     facts.append(("written by", f"cycnn {__version__}, {time.strftime('%Y-%m-%d %H:%M')}"))

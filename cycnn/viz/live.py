@@ -78,6 +78,8 @@ class _QuietServer(ThreadingHTTPServer):
     """The standard server, minus its traceback on the console when a client misbehaves (closes its connection
     early, sends garbage): the training's console is for the training, and the next request is served anyway."""
 
+    request_queue_size = 128  # the standard 5 refuses connections when a few dozen clients come at once
+
     def handle_error(self, request, client_address):
         pass
 
