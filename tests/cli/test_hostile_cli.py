@@ -163,6 +163,7 @@ def test_a_full_disk_while_logging_names_the_log_and_the_checkpoint(tmp_path, mo
                           "the last good checkpoint is")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["loading the data", "the final test"])
 def test_an_interruption_at_any_moment_ends_with_the_resume_hint(when, tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.npz"

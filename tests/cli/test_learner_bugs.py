@@ -70,6 +70,7 @@ def test_a_loss_that_explodes_stops_like_a_nan(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_cycnn_is_the_cycnn_command(tmp_path):
     done = subprocess.run([sys.executable, "-m", "cycnn", "--help"], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path)  # (the source tree's cycnn, without its compiled kernels, is not on the path)

@@ -29,6 +29,7 @@ def two_models(tmp_path_factory):
 
 # --- predict --save-input -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_save_input_writes_what_the_network_saw(two_models, tmp_path, draw_digit, capsys):
     (tmp_path / "in").mkdir()
     files = [tmp_path / "in" / "seven.png", tmp_path / "in" / "seven.jpg", tmp_path / "in" / "..odd name!.png"]
@@ -95,6 +96,7 @@ def test_an_architecture_written_from_the_reference_builds(tmp_path, capsys):
 
 # --- compare --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_table_json_and_plot(two_models, tmp_path, capsys):
     plot = tmp_path / "curves.png"
     code, stdout, err = run_cli(["compare", *two_models, "--plot", plot], capsys)

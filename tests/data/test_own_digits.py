@@ -33,6 +33,7 @@ def briefly_trained(mnist):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape, label", [("zero", 0), ("seven", 7)])
 def test_faint_pencil_is_stretched_and_read_better(draw_digit, briefly_trained, shape, label):
     image = pencil(draw_digit, shape)

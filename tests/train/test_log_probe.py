@@ -97,6 +97,7 @@ def test_a_probe_record_costs_a_few_milliseconds(mnist, tmp_path):
     assert (time.perf_counter() - started) / 20 < 0.02  # measured about 5 ms; generous for a shared machine
 
 
+@pytest.mark.slow
 def test_cycnn_train_probes_the_first_test_image(mnist, tmp_path, capsys):
     code, _, err = run_cli(["train", "--epochs", "2", "--limit-train", "200", "--batch-size", "32", "--conv", "4",
                             "--kernel", "3", "--dense", "16", "--out", tmp_path / "m.npz", "--quiet"], capsys)

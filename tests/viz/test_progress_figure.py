@@ -56,6 +56,7 @@ def _names(model, records, mnist):
     return [p.name for p in pictures(model, images, yt[:20], probs, [], records, count=4)]
 
 
+@pytest.mark.slow
 def test_the_picture_is_in_the_set_only_with_probe_records(mnist):
     model = architecture.build(TINY, seed=0)
     label = int(mnist[3][0])

@@ -127,6 +127,7 @@ def test_the_change_is_zero_for_a_model_at_its_initialization(tmp_path):
     assert change.initial_model(other, records) is None  # a log of another network
 
 
+@pytest.mark.slow
 def test_the_change_picture_needs_a_log_and_shows_a_change(tmp_path):
     model, records = _logged(tmp_path)
     images, labels, probs = np.zeros((20, 1, 16, 16), np.float32), np.zeros(20, int), np.full((20, 10), 0.1)
@@ -195,6 +196,7 @@ def _along(points, samples=50):
     return np.concatenate([a + t * (b - a) for a, b in zip(points[:-1], points[1:])] or [points])
 
 
+@pytest.mark.slow
 def test_the_rule_of_thumb_label_does_not_cover_a_curve(tmp_path):
     _, records = _logged(tmp_path, 6)
     ratios = iter([1.2e-3, 1.2e-3, 1.2e-3, 1e-1, 1e-5, 1.2e-3, 1.2e-3])  # mostly just above the line, where a
