@@ -9,12 +9,16 @@ from cycnn.errors import Interrupted
 
 def main(argv=None):
     """The ``cycnn`` command (and ``python -m cycnn``)."""
-    previous = signals.install()
+    signals.install()
     try:
         from cycnn.cli.commands import run
     except Interrupted:
         signals.exit_interrupted("cycnn: interrupted")
-    run(argv, previous)
+    except RuntimeError as exc:  # a signal that lands in a class definition arrives wrapped in one
+        if not isinstance(exc.__cause__, Interrupted):
+            raise
+        signals.exit_interrupted("cycnn: interrupted")
+    run(argv)
 
 
 def __getattr__(name):

@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover
 
 from cycnn.cli import compare, models, pictures, reference
 from cycnn.cli.common import EXIT_USAGE
-from cycnn.cli.signals import exit_interrupted, restore
+from cycnn.cli.signals import exit_interrupted
 from cycnn.cli.train import train
 from cycnn.errors import CycnnError, Interrupted, TrainingInterrupted
 
@@ -33,15 +33,15 @@ app.command()(pictures.visualize)
 app.command()(pictures.report)
 
 
-def run(argv, previous_handlers):
-    """Run the CLI (``cycnn.cli.main`` has installed the signal handlers), turning user errors into one line on
-    stderr and exit code 2, and an interruption into one line (with the command that resumes, where a checkpoint
-    exists) and exit code 130; the handlers it replaced are put back when a command ends otherwise."""
+def run(argv):
+    """Run the CLI (``cycnn.cli.main`` has installed the signal handlers, which stay until the process exits, so
+    that a signal as a command ends is still one line), turning user errors into one line on stderr and exit
+    code 2, and an interruption into one line (with the command that resumes, where a checkpoint exists) and exit
+    code 130."""
     warnings.formatwarning = _one_line_warning
     try:
         result = app(args=argv, prog_name="cycnn", standalone_mode=False)
     except (TrainingInterrupted, Interrupted, typer.Abort, KeyboardInterrupt) as exc:
-        previous_handlers = {}  # exiting interrupted: the handlers stay ignoring, see exit_interrupted
         exit_interrupted(str(exc) if isinstance(exc, TrainingInterrupted) else "cycnn: interrupted")
     except CycnnError as exc:
         typer.echo(f"cycnn: error: {printable(str(exc))}", err=True)
@@ -53,6 +53,10 @@ def run(argv, previous_handlers):
         if message:  # (bare `cycnn` has already printed the help)
             typer.echo(f"cycnn: error: {message}", err=True)
         sys.exit(exc.exit_code)
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, Interrupted):  # Python wraps a signal that lands in a class definition
+            raise
+        exit_interrupted("cycnn: interrupted")
     except MemoryError:
         typer.echo("cycnn: error: out of memory (try a smaller --batch-size)", err=True)
         sys.exit(EXIT_USAGE)
@@ -60,8 +64,6 @@ def run(argv, previous_handlers):
         where = f"{str(exc.filename)[:200]}: " if exc.filename else ""
         typer.echo(f"cycnn: error: {where}{exc.strerror or exc}", err=True)
         sys.exit(EXIT_USAGE)
-    finally:
-        restore(previous_handlers)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -11,13 +11,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def install():
-    """Make Ctrl-C and SIGTERM raise Interrupted; returns the handlers they replace."""
-    return {sig: signal.signal(sig, _interrupt) for sig in SIGNALS}
-
-
-def restore(handlers):
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
+    """Make Ctrl-C and SIGTERM raise Interrupted, for the rest of the process."""
+    for sig in SIGNALS:
+        signal.signal(sig, _interrupt)
 
 
 def _interrupt(signum, frame):
