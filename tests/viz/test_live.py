@@ -109,6 +109,15 @@ def test_a_port_in_use_is_a_clear_error(server):
         live.LiveServer(port=server.port)
 
 
+def stop_process(process):
+    """Kill ``process`` if it still runs and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdout.close()
+    process.stderr.close()
+
+
 def start_live_training(tmp_path, *extra):
     """Start ``cycnn train --live`` as a subprocess; returns (process, the page's URL)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -147,11 +156,7 @@ def test_train_live_serves_the_run_while_it_trains(tmp_path):
         with pytest.raises(urllib.error.URLError):
             fetch(url + "data.json", timeout=2)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stop_process(process)
 
 
 @pytest.mark.slow
@@ -170,11 +175,7 @@ def test_keep_serving_stays_up_until_interrupted(tmp_path):
         # With --json the last stdout line is the JSON object (the "stays up" message goes to stderr).
         assert "test_accuracy" in json.loads(process.stdout.read().strip().splitlines()[-1])
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stop_process(process)
 
 
 @pytest.mark.slow
@@ -187,8 +188,4 @@ def test_a_diverging_live_run_ends_in_one_line(tmp_path):
         lines = process.stderr.read().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("cycnn: error: ") and "lower learning rate" in lines[0], lines
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stop_process(process)
