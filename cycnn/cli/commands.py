@@ -14,7 +14,7 @@ try:  # typer >= 0.20 carries its own click; older releases use click's exceptio
 except ImportError:  # pragma: no cover
     from click import ClickException as UsageProblem
 
-from cycnn.cli import compare, models, pictures, reference
+from cycnn.cli import compare, explore, models, pictures, reference
 from cycnn.cli.common import EXIT_USAGE
 from cycnn.cli.signals import exit_interrupted
 from cycnn.cli.train import train
@@ -31,6 +31,7 @@ app.command()(reference.layers)
 app.command()(compare.compare)
 app.command()(pictures.visualize)
 app.command()(pictures.report)
+app.command()(explore.explore)
 
 
 def run(argv):

@@ -191,13 +191,17 @@ def _shift(image, dr, dc):
     return out
 
 
-def prepare_digit(path):
-    """Load an image file and preprocess it the MNIST way: (28, 28) float32 in [0, 1]."""
-    return mnist_style(load_image(path), name=os.fspath(path))
+def prepare_digit(source, name=None):
+    """An image file (a path, or its bytes) preprocessed the MNIST way: (28, 28) float32 in [0, 1]."""
+    name = name or ("image" if isinstance(source, (bytes, bytearray)) else os.fspath(source))
+    return mnist_style(load_image(source, name), name=name)
 
 
-def prepare_for_model(path, input_shape):
-    """An image file as one model input (C, H, W): the MNIST recipe for 28x28 grayscale models."""
+def prepare_for_model(source, input_shape, name=None):
+    """An image file (a path, or its bytes) as one model input (C, H, W): the MNIST recipe for 28x28 grayscale
+    models."""
     if tuple(input_shape) != (1, 28, 28):
-        raise ImageError(f"{path}: this model takes {input_shape} inputs; image files are prepared for 1x28x28")
-    return prepare_digit(path)[None]
+        shown = name or ("image" if isinstance(source, (bytes, bytearray)) else os.fspath(source))
+        raise ImageError(f"{shown}: this model takes {tuple(input_shape)} inputs; image files are prepared for "
+                         "1x28x28")
+    return prepare_digit(source, name)[None]

@@ -78,6 +78,28 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)
 
+    def forward(self, x):
+        """The forward pass, keeping its cache for ``backward``."""
+        y, self._cache = self.apply(x, self.workspace, self.training)
+        return y
+
+    def backward(self, dy):
+        """The backward pass of the last ``forward``: the input gradient; the parameter gradients go to ``grads``."""
+        dx, grads = self.apply_backward(dy, self._take_cache(), self.input_grad)
+        self.grads.update(grads)
+        return dx
+
+    def apply(self, x, workspace=None, training=False):
+        """The forward pass as a pure function of ``x`` and the weights: ``(y, cache)``, nothing stored on the
+        layer. Several threads may call it at once (``workspace=None`` gives each call its own scratch arrays):
+        how the explorer serves many clients from one model."""
+        return np.asarray(x, dtype=self.dtype), None
+
+    def apply_backward(self, dy, cache, input_grad=True):
+        """The backward pass of ``apply``: ``(dx, {name: parameter gradient})``; dx is None without
+        ``input_grad``."""
+        return np.asarray(dy, dtype=self.dtype), {}
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
@@ -194,15 +216,13 @@ class Conv2D(Layer):
                                     + (f" padded by {p}" if p else ""))
         return (self.out_channels, *F.conv_output_size(h, w, kh, kw, self.stride, p))
 
-    def forward(self, x):
-        y, self._cache = F.conv2d_forward(self.check_input(x), self.params["W"], self.params["b"], self.stride,
-                                          self.padding, self.activation == "relu", self.workspace)
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.conv2d_forward(self.check_input(x), self.params["W"], self.params["b"], self.stride, self.padding,
+                                self.activation == "relu", workspace)
 
-    def backward(self, dy):
-        dx, self.grads["W"], self.grads["b"] = F.conv2d_backward(self._gradient(dy), self._take_cache(),
-                                                                 self.input_grad)
-        return dx
+    def apply_backward(self, dy, cache, input_grad=True):
+        dx, dW, db = F.conv2d_backward(self._gradient(dy), cache, input_grad)
+        return dx, {"W": dW, "b": db}
 
 
 class MaxPool2D(Layer):
@@ -226,23 +246,21 @@ class MaxPool2D(Layer):
             raise ArchitectureError(f"MaxPool2D window {ph}x{pw} is larger than its input {h}x{w}")
         return (c, (h - ph) // sh + 1, (w - pw) // sw + 1)
 
-    def forward(self, x):
-        y, self._cache = F.maxpool2d_forward(self.check_input(x), self.pool_size, self.stride, self.workspace)
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.maxpool2d_forward(self.check_input(x), self.pool_size, self.stride, workspace)
 
-    def backward(self, dy):
-        return F.maxpool2d_backward(self._gradient(dy), self._take_cache())
+    def apply_backward(self, dy, cache, input_grad=True):
+        return F.maxpool2d_backward(self._gradient(dy), cache), {}
 
 
 class ReLU(Layer):
     """max(x, 0), elementwise; the gradient at exactly 0 is taken as 0."""
 
-    def forward(self, x):
-        y, self._cache = F.relu_forward(np.ascontiguousarray(x, dtype=self.dtype))
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.relu_forward(np.ascontiguousarray(x, dtype=self.dtype))
 
-    def backward(self, dy):
-        return F.relu_backward(self._gradient(dy), self._take_cache())
+    def apply_backward(self, dy, cache, input_grad=True):
+        return F.relu_backward(self._gradient(dy), cache), {}
 
 
 class Flatten(Layer):
@@ -251,12 +269,11 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def forward(self, x):
-        y, self._cache = F.flatten_forward(np.asarray(x, dtype=self.dtype))
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.flatten_forward(np.asarray(x, dtype=self.dtype))
 
-    def backward(self, dy):
-        return F.flatten_backward(np.asarray(dy, dtype=self.dtype), self._take_cache())
+    def apply_backward(self, dy, cache, input_grad=True):
+        return F.flatten_backward(np.asarray(dy, dtype=self.dtype), cache), {}
 
 
 class Dense(Layer):
@@ -291,15 +308,12 @@ class Dense(Layer):
                                     f"received {tuple(input_shape)}")
         return (self.out_features,)
 
-    def forward(self, x):
-        y, self._cache = F.dense_forward(self.check_input(x, 2), self.params["W"], self.params["b"],
-                                         self.activation == "relu")
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.dense_forward(self.check_input(x, 2), self.params["W"], self.params["b"], self.activation == "relu")
 
-    def backward(self, dy):
-        dx, self.grads["W"], self.grads["b"] = F.dense_backward(np.asarray(dy, dtype=self.dtype),
-                                                                self._take_cache(), self.input_grad)
-        return dx
+    def apply_backward(self, dy, cache, input_grad=True):
+        dx, dW, db = F.dense_backward(np.asarray(dy, dtype=self.dtype), cache, input_grad)
+        return dx, {"W": dW, "b": db}
 
 
 class Dropout(Layer):
@@ -324,13 +338,15 @@ class Dropout(Layer):
     def reseed(self, seed):
         self.rng = np.random.default_rng(seed)
 
-    def forward(self, x):
-        y, self._cache = F.dropout_forward(np.asarray(x, dtype=self.dtype), self.p, self.rng, self.training)
-        return y
+    def apply(self, x, workspace=None, training=False):
+        return F.dropout_forward(np.asarray(x, dtype=self.dtype), self.p, self.rng, training)
 
     def backward(self, dy):
-        mask, self._cache = self._cache, None
+        mask, self._cache = self._cache, None  # None after an eval-mode pass: the identity
         return F.dropout_backward(np.asarray(dy, dtype=self.dtype), mask)
+
+    def apply_backward(self, dy, cache, input_grad=True):
+        return F.dropout_backward(np.asarray(dy, dtype=self.dtype), cache), {}
 
 
 def _placeholders(shapes, dtype):

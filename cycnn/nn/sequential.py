@@ -187,15 +187,37 @@ class Sequential:
         return grad
 
     def layer_outputs(self, x):
-        """Every layer's output for the batch x, layer by layer (no fusion, no hooks) in eval mode: dropout off
-        and no random numbers drawn, so a training pass that follows is exactly the one it would have been."""
-        with eval_mode(self):
-            outputs = []
-            x = self.check_input(x)
-            for layer in self.layers:
-                x = layer(x)
-                outputs.append(x)
-            return outputs
+        """Every layer's output for the batch x, layer by layer in eval mode (no fusion, no hooks, dropout off, no
+        random numbers drawn) through the layers' pure ``apply``: nothing on the model changes, so a training pass
+        that follows is exactly the one it would have been."""
+        outputs = []
+        x = self.check_input(x)
+        for layer in self.layers:
+            x, _ = layer.apply(x)
+            outputs.append(x)
+        return outputs
+
+    def trace(self, x):
+        """``(outputs, caches)``: every layer's output for the batch x in eval mode, with the caches its backward
+        pass needs, computed as pure functions (nothing stored on the layers): many threads may trace one model at
+        once. ``trace_backward`` backpropagates through it (saliency maps, Grad-CAM)."""
+        outputs, caches = [], []
+        x = self.check_input(x)
+        for layer in self.layers:
+            x, cache = layer.apply(x)
+            outputs.append(x)
+            caches.append(cache)
+        return outputs, caches
+
+    def trace_backward(self, dlogits, caches):
+        """``(input_gradient, output_gradients)`` for a traced pass: the gradient of the scalar whose gradient
+        with respect to the logits is ``dlogits``, with respect to the input and to each layer's output."""
+        output_gradients = [None] * len(self.layers)
+        grad = dlogits
+        for i in reversed(range(len(self.layers))):
+            output_gradients[i] = grad
+            grad, _ = self.layers[i].apply_backward(grad, caches[i])
+        return grad, output_gradients
 
     def predict_proba(self, x, batch_size=128):
         """Class probabilities for images x (N, C, H, W) or (N, H, W), in eval mode.
