@@ -34,7 +34,7 @@ def explore(
     shared = SharedModel(model)
     tests, note = _tests(shared, data_dir, dataset)
     explorer = Explorer(shared, tests, title=model_path.name)
-    server = JsonServer(explorer.routes(), port, host, name="cycnn-explore")
+    server = JsonServer(explorer.routes(), port, host, what="the explorer")
     typer.echo(f"exploring {model_path} at {server.url}" + (f" ({note})" if note else ""))
     if host not in LOOPBACK:
         typer.echo("the server is reachable from other machines; requests need the token in that URL", err=True)

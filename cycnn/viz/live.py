@@ -7,7 +7,7 @@ snapshot to JSON once; ``LiveServer`` (the standard library's HTTP server, in a 
 the latest encoded snapshot at ``/data.json`` and the page at ``/``. Training pays for one small forward pass per
 snapshot and nothing per request.
 
-The page is ``static/live.html`` with its style sheet and script put inline (see ``assets``), so that it is
+The page is ``static/live.html`` with its style sheet and scripts put inline (see ``assets``), so that it is
 self-contained: drawn on canvases, nothing loaded from elsewhere. It polls ``/data.json`` every second and keeps
 showing the last state once the run has ended and the server is gone.
 """
@@ -15,8 +15,6 @@ import base64
 import json
 import threading
 import time
-from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
@@ -27,6 +25,7 @@ from cycnn.nn.losses import softmax
 from cycnn.train.callbacks import Callback
 from cycnn.train.log import quantize_maps
 from cycnn.viz import assets
+from cycnn.viz.server import JsonServer, Route
 
 DEFAULT_PORT = 8765
 DEFAULT_INTERVAL = 2.0  # seconds between snapshots
@@ -38,24 +37,16 @@ class LiveServer:
     """Serves the page and the latest snapshot on ``host:port`` (port 0: any free port) from a daemon thread."""
 
     def __init__(self, port=DEFAULT_PORT, host="127.0.0.1"):
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise CycnnError(f"--port must be a port number from 0 to 65535, received {port!r}")
         self.page = assets.inline_page("live.html").encode("utf-8")
-        try:
-            self.httpd = _QuietServer((host, port), partial(_Handler, self))
-        except OSError as exc:
-            raise CycnnError(f"cannot serve the live view on {host}:{port} ({exc.strerror}); "
-                             "choose another --port (0 picks a free one)") from None
-        self.httpd.daemon_threads = True
-        self.host, self.port = host, self.httpd.server_address[1]
         self.snapshot, self.version, self.served_version = b'{"status": "starting", "step": 0, "version": 0}', 0, -1
         self.served = threading.Condition()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="cycnn-live", daemon=True)
-        self.thread.start()
+        self.server = JsonServer({("GET", "/"): Route(self._page), ("GET", "/index.html"): Route(self._page),
+                                  ("GET", "/data.json"): Route(self._data)}, port, host, what="the live view")
+        self.host, self.port = self.server.host, self.server.port
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}/"
+        return self.server.url
 
     def publish(self, snapshot):
         """Make ``snapshot`` (a dict) what ``/data.json`` returns."""
@@ -70,49 +61,17 @@ class LiveServer:
                 self.served.wait_for(lambda: self.served_version == self.version, timeout)
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
+    def _page(self, request):
+        return self.page, "text/html; charset=utf-8"
 
-class _QuietServer(ThreadingHTTPServer):
-    """The standard server, minus its traceback on the console when a client misbehaves (closes its connection
-    early, sends garbage): the training's console is for the training, and the next request is served anyway."""
-
-    request_queue_size = 128  # the standard 5 refuses connections when a few dozen clients come at once
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def __init__(self, server_state, *args, **kwargs):
-        self.live = server_state
-        super().__init__(*args, **kwargs)
-
-    def do_GET(self):
-        path = self.path.split("?", 1)[0]
-        if path == "/data.json":
-            with self.live.served:
-                body, version = self.live.snapshot, self.live.version
-            self._send(body, "application/json")
-            with self.live.served:
-                self.live.served_version = version
-                self.live.served.notify_all()
-        elif path in ("/", "/index.html"):
-            self._send(self.live.page, "text/html; charset=utf-8")
-        else:
-            self.send_error(404, "not found: the live view serves / and /data.json")
-
-    def _send(self, body, content_type):
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):
-        pass  # no line per request on the training console
+    def _data(self, request):
+        with self.served:
+            body, version = self.snapshot, self.version
+            self.served_version = version  # (counted as seen when handed out: the write follows at once)
+            self.served.notify_all()
+        return body, "application/json"
 
 
 def _b64(array):

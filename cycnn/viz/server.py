@@ -58,9 +58,10 @@ def check_port(port):
 class JsonServer:
     """Serves ``routes`` ({(method, path): Route}) on ``host:port`` (port 0: a free one) from a daemon thread.
 
-    Off the loopback interface a random token is required (``token`` if given); ``url`` carries it."""
+    Off the loopback interface a random token is required (``token`` if given); ``url`` carries it. ``what`` names
+    the page in the error when the port is taken."""
 
-    def __init__(self, routes, port, host="127.0.0.1", token=None, name="cycnn-server"):
+    def __init__(self, routes, port, host="127.0.0.1", token=None, what="the page"):
         check_port(port)
         self.routes = dict(routes)
         self.token = token or (None if host in LOOPBACK else secrets.token_urlsafe(24))
@@ -68,11 +69,12 @@ class JsonServer:
             self.httpd = _QuietServer((host, port), partial(_Handler, self))
         except (OSError, OverflowError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise CycnnError(f"cannot serve on {host}:{port} ({reason}); choose another --port (0 picks a free "
-                             "one)") from None
+            raise CycnnError(f"cannot serve {what} on {host}:{port} ({reason}); choose another --port (0 picks a "
+                             "free one)") from None
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name=name, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name=f"cycnn: {what}",
+                                       daemon=True)
         self.thread.start()
 
     @property
@@ -104,7 +106,8 @@ class _QuietServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     timeout = TIMEOUT
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive: a page drawing sends a request per stroke movement
+    disable_nagle_algorithm = True  # else the body waits for the headers' delayed ACK: 40 ms per answer
 
     def __init__(self, server_state, *args, **kwargs):
         self.app = server_state
