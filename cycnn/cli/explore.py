@@ -11,7 +11,7 @@ from cycnn.errors import CycnnError, DataError, Interrupted
 from cycnn.viz.explore.api import Explorer
 from cycnn.viz.explore.shared import SharedModel
 from cycnn.viz.explore.testset import TestSet
-from cycnn.viz.server import LOOPBACK, JsonServer
+from cycnn.viz.server import LOOPBACK, JsonServer, check_port
 
 DEFAULT_PORT = 8766
 
@@ -29,6 +29,7 @@ def explore(
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
 ):
     """Draw a digit (or upload one, or pick a test image) and watch every layer of MODEL respond."""
+    check_port(port)  # before the model and the test set take their seconds to load
     model = load_model(model_path)
     setup_threads(threads)
     shared = SharedModel(model)

@@ -210,14 +210,16 @@ class Sequential:
         return outputs, caches
 
     def trace_backward(self, dlogits, caches):
-        """``(input_gradient, output_gradients)`` for a traced pass: the gradient of the scalar whose gradient
-        with respect to the logits is ``dlogits``, with respect to the input and to each layer's output."""
-        output_gradients = [None] * len(self.layers)
+        """``(input_gradient, output_gradients, parameter_gradients)`` for a traced pass: the gradients of the
+        scalar whose gradient with respect to the logits is ``dlogits``, with respect to the input, to each layer's
+        output and to each layer's parameters (a dict per layer, as ``layer.grads``; nothing stored on it). Like a
+        layer's cache, a trace serves one backward pass: a convolution's backward reuses its cached columns."""
+        output_gradients, parameter_gradients = [None] * len(self.layers), [None] * len(self.layers)
         grad = dlogits
         for i in reversed(range(len(self.layers))):
             output_gradients[i] = grad
-            grad, _ = self.layers[i].apply_backward(grad, caches[i])
-        return grad, output_gradients
+            grad, parameter_gradients[i] = self.layers[i].apply_backward(grad, caches[i])
+        return grad, output_gradients, parameter_gradients
 
     def predict_proba(self, x, batch_size=128):
         """Class probabilities for images x (N, C, H, W) or (N, H, W), in eval mode.

@@ -32,6 +32,10 @@ class Callback:
     def on_train_end(self, trainer):
         pass
 
+    def on_change(self, trainer, event):
+        """A setting changed from the coming step on (``cycnn.train.controls``): ``event`` has the ``step`` (steps
+        done so far), ``epoch``, ``change`` ("lr", "dropout", "delay", "paused", "resumed"), ``from`` and ``to``."""
+
 
 class ProgressBar(Callback):
     """A progress bar per epoch on stderr (loss, accuracy, images/s) while it is a terminal, and a summary line

@@ -146,6 +146,9 @@ class RunLog(Callback):
     def on_train_end(self, trainer):
         self.close()
 
+    def on_change(self, trainer, event):
+        self.write({"type": "event", **event})
+
     # --- records --------------------------------------------------------------------------------------------
     def step_record(self, trainer, info):
         model = trainer.model
@@ -259,7 +262,8 @@ _FIELDS = {"run": {"train": dict, "train_images": int, "layer_names": list, "see
            "step": {"step": int, "epoch": int, "loss": _NUMBER, "accuracy": _NUMBER, "lr": _NUMBER,
                     "layers": list, "params": dict},
            "epoch": {"epoch": int, "step": int, "train_loss": _NUMBER, "train_accuracy": _NUMBER,
-                     "val_loss": _NUMBER, "val_accuracy": _NUMBER, "wall_s": _NUMBER}}
+                     "val_loss": _NUMBER, "val_accuracy": _NUMBER, "wall_s": _NUMBER},
+           "event": {"step": int, "epoch": int, "change": str}}
 
 
 def _record_problem(record):

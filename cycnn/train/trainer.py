@@ -59,10 +59,27 @@ class Trainer:
         return np.random.default_rng([self.settings.seed, epoch]).permutation(n)
 
     def learning_rate(self, epoch, step, steps):
+        return self.base_lr * self._schedule(epoch, step, steps)
+
+    def _schedule(self, epoch, step, steps):
+        """The schedule's factor on the peak rate at this step: 1, or the cosine's decay from 1 to 0."""
         if self.settings.lr_schedule == "constant":
-            return self.base_lr
+            return 1.0
         progress = (epoch * steps + step) / (self.settings.epochs * steps)
-        return self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    def set_learning_rate(self, lr, epoch, step, steps):
+        """From this step on the rate is ``lr``: the new constant rate, or the cosine schedule scaled so that it
+        passes through ``lr`` here and goes on decaying to 0 at the run's end. The settings (and so a checkpoint,
+        and a resume from it) keep the schedule's new peak."""
+        factor = max(self._schedule(epoch, step, steps), 1e-12)
+        self.base_lr = self.settings.lr = lr / factor
+        self.optimizer.lr = self.learning_rate(epoch, step, steps)
+
+    def notify_change(self, change, before, after):
+        """Tell the callbacks (``on_change``) that a setting of the run changed at the coming step."""
+        self._call("on_change", {"step": self.state.global_step, "epoch": self.state.epoch + 1, "change": change,
+                                 "from": before, "to": after})
 
     def train_step(self, xb, yb, epoch, step):
         """One forward, backward and update; returns (loss, number correct). A non-finite loss stops the run
@@ -128,6 +145,8 @@ class Trainer:
         self.optimizer.lr = self.learning_rate(epoch, step, steps)
         self.activations.armed = False
         self._call("on_step_begin", {"epoch": epoch, "step": step, "steps": steps})
+        if self.stop_requested:  # asked for while a callback held the step (a paused run): it does not run
+            return
         self.step_observed = self.activations.armed
         start = time.perf_counter()
         loss, right = self.train_step(to_input(x_train[idx]), y_train[idx], epoch, step)

@@ -1,4 +1,5 @@
-"""The files under ``cycnn/viz/static/`` that the pages are made of: the live page and the report's style sheet.
+"""The files under ``cycnn/viz/static/`` that the pages are made of: the live page, the explorer (whose panels
+``explore-panels.html`` both pages include) and the report's style sheet.
 
 They are package data, read with ``importlib.resources`` so that they are found wherever cycnn is installed. The
 pages must open on their own (the report offline, as one file; the live page after its server has stopped), so a
@@ -7,8 +8,9 @@ page's style sheet and script are put inline rather than served as files of thei
 import re
 from importlib import resources
 
-# The references live.html makes to its own style sheet and script, each replaced by the file's text.
-_REFERENCE = re.compile(r'<link rel="stylesheet" href="(?P<css>[\w.-]+)">|<script src="(?P<js>[\w.-]+)"></script>')
+# The references a page makes to its own style sheets, scripts and HTML fragments, each replaced by the file's text.
+_REFERENCE = re.compile(r'<link rel="stylesheet" href="(?P<css>[\w.-]+)">|<script src="(?P<js>[\w.-]+)"></script>'
+                        r'|<!-- include (?P<html>[\w.-]+) -->')
 
 
 def text(name):
@@ -21,6 +23,8 @@ def inline_page(name):
     document."""
 
     def inline(match):
+        if match["html"]:
+            return text(match["html"])
         element = "style" if match["css"] else "script"
         return f"<{element}>\n{text(match['css'] or match['js'])}</{element}>"
 

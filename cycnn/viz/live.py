@@ -11,7 +11,6 @@ The page is ``static/live.html`` with its style sheet and scripts put inline (se
 self-contained: drawn on canvases, nothing loaded from elsewhere. It polls ``/data.json`` every second and keeps
 showing the last state once the run has ended and the server is gone.
 """
-import base64
 import json
 import threading
 import time
@@ -20,12 +19,16 @@ import numpy as np
 
 from cycnn.data.datasets import to_input
 from cycnn.errors import CycnnError
-from cycnn.nn.layers import Conv2D, Dense, MaxPool2D
+from cycnn.io.architecture import build
+from cycnn.nn.layers import Conv2D, Dense, Dropout, MaxPool2D
 from cycnn.nn.losses import softmax
 from cycnn.train.callbacks import Callback
+from cycnn.train.controls import ControlConflict
 from cycnn.train.log import quantize_maps
 from cycnn.viz import assets
-from cycnn.viz.server import JsonServer, Route
+from cycnn.viz.explore.analysis import b64
+from cycnn.viz.server import ApiError, JsonServer, Route
+from cycnn.viz.vitals import Vitals, probe_gradients
 
 DEFAULT_PORT = 8765
 DEFAULT_INTERVAL = 2.0  # seconds between snapshots
@@ -36,12 +39,13 @@ MAX_MAPS = 64  # channels of a layer shown on the page
 class LiveServer:
     """Serves the page and the latest snapshot on ``host:port`` (port 0: any free port) from a daemon thread."""
 
-    def __init__(self, port=DEFAULT_PORT, host="127.0.0.1"):
+    def __init__(self, port=DEFAULT_PORT, host="127.0.0.1", routes=None):
         self.page = assets.inline_page("live.html").encode("utf-8")
         self.snapshot, self.version, self.served_version = b'{"status": "starting", "step": 0, "version": 0}', 0, -1
         self.served = threading.Condition()
-        self.server = JsonServer({("GET", "/"): Route(self._page), ("GET", "/index.html"): Route(self._page),
-                                  ("GET", "/data.json"): Route(self._data)}, port, host, what="the live view")
+        self.server = JsonServer({**(routes or {}), ("GET", "/"): Route(self._page),
+                                  ("GET", "/index.html"): Route(self._page), ("GET", "/data.json"): Route(self._data)},
+                                 port, host, what="the live view")
         self.host, self.port = self.server.host, self.server.port
 
     @property
@@ -74,18 +78,18 @@ class LiveServer:
         return body, "application/json"
 
 
-def _b64(array):
-    return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode("ascii")
-
-
 class LiveView(Callback):
     """Publishes snapshots of the run to ``server`` every ``interval`` seconds of training.
 
     ``probe_images`` (uint8 (N, H, W) or model inputs) and ``probe_labels`` are a fixed batch whose predictions
-    the page shows; the first image is the probe whose feature maps and activations it shows.
+    the page shows; the first image is the probe whose feature maps, activations and gradients it shows. With
+    ``controls`` (a ``TrainingControls``) the snapshots say when the run is paused and what was changed; with
+    ``shared`` (an explorer's ``SharedModel``) every snapshot also puts a copy of the weights there, for the
+    explorer panel to answer with.
     """
 
-    def __init__(self, server, probe_images, probe_labels, interval=DEFAULT_INTERVAL, curve_every=5, title=""):
+    def __init__(self, server, probe_images, probe_labels, interval=DEFAULT_INTERVAL, curve_every=5, title="",
+                 controls=None, shared=None):
         if not interval > 0:
             raise CycnnError(f"the live view's interval must be a positive number of seconds, received {interval!r}")
         self.server, self.interval, self.curve_every, self.title = server, float(interval), curve_every, title
@@ -93,10 +97,12 @@ class LiveView(Callback):
         self.probe = to_input(probe_images) if probe_images.dtype == np.uint8 else probe_images
         self.probe_labels = [int(v) for v in probe_labels]
         shown = np.clip(self.probe, 0, 1).mean(axis=1) if self.probe.shape[1] != 1 else self.probe[:, 0]
-        self.probe_pixels = _b64(np.round(shown * 255))
-        self.curve, self.epochs = [], []
+        self.probe_pixels = b64(np.round(shown * 255))
+        self.curve, self.epochs, self.events = [], [], []
+        self.controls, self.shared, self.vitals = controls, shared, Vitals()
         self.status = "starting"
         self.extra = {}
+        self._measuring = False
 
     # --- callback hooks -------------------------------------------------------------------------------------
     def on_train_begin(self, trainer):
@@ -118,8 +124,23 @@ class LiveView(Callback):
         self._seconds += info["seconds"]
         if self._point_steps >= self.curve_every:
             self._add_point(trainer.state.global_step)
-        if time.perf_counter() - self._published >= self.interval:
+        if self._measuring:
+            self._measuring = False
+            self.vitals.after_step(trainer)
             self.publish(trainer)
+        elif self.controls is not None and self.controls.paused:  # a single step of a paused run: show it
+            self.publish(trainer)
+
+    def on_step_begin(self, trainer, info):
+        """A snapshot is due: measure this step (the weights before it, every layer's output)."""
+        if time.perf_counter() - self._published >= self.interval:
+            self._measuring = True
+            self.vitals.before_step(trainer.model)
+            trainer.observe_next_step()
+
+    def on_change(self, trainer, event):
+        self.events.append(event)
+        self.publish(trainer)
 
     def on_epoch_end(self, trainer, record):
         if self._point_steps:
@@ -144,6 +165,9 @@ class LiveView(Callback):
     # --- snapshots ------------------------------------------------------------------------------------------
     def publish(self, trainer):
         self.server.publish(self.snapshot(trainer))
+        if self.shared is not None:
+            self.shared.replace(weights_copy(trainer.model), step=trainer.state.global_step,
+                                epoch=min(trainer.state.epoch + 1, trainer.settings.epochs))
         self._published = time.perf_counter()
 
     def snapshot(self, trainer):
@@ -155,7 +179,7 @@ class LiveView(Callback):
                 levels, signed, limit = quantize_maps(outputs[i][0][:MAX_MAPS])
                 maps.append({"layer": model.layer_names()[i], "channels": int(outputs[i].shape[1]),
                              "shown": int(levels.shape[0]), "h": int(levels.shape[1]), "w": int(levels.shape[2]),
-                             "signed": signed, "limit": float(f"{limit:.4g}"), "data": _b64(levels)})
+                             "signed": signed, "limit": float(f"{limit:.4g}"), "data": b64(levels)})
         last = len(model.layers) - 1
         dense = [{"layer": model.layer_names()[i], "probabilities": False,
                   "values": [round(float(v), 4) for v in outputs[i][0]]}
@@ -169,8 +193,13 @@ class LiveView(Callback):
             kernels = {"count": int(weights.shape[0]), "h": int(weights.shape[1]), "w": int(weights.shape[2]),
                        "in_channels": conv.in_channels, "values": [round(float(v), 4) for v in weights.ravel()]}
         elapsed = time.perf_counter() - self.started
+        paused = self.controls is not None and self.controls.paused and self.status == "training"
         return {
-            "title": self.title, "status": self.status, "step": state.global_step, "steps_total": self.steps_total,
+            "title": self.title, "status": "paused" if paused else self.status, "events": self.events,
+            "controls": self.controls is not None, "vitals": self.vitals.history,
+            "probe_gradients": probe_gradients(model, self.probe[0], self.probe_labels[0]),
+            "dropout": next((layer.p for layer in model.layers if isinstance(layer, Dropout)), None),
+            "delay": self.controls.delay if self.controls is not None else 0.0, "step": state.global_step, "steps_total": self.steps_total,
             "epoch": min(state.epoch + 1, trainer.settings.epochs), "epochs": trainer.settings.epochs,
             "elapsed_s": round(elapsed, 2), "lr": trainer.optimizer.lr,
             "images_per_s": round(self._images / self._seconds, 1) if self._seconds else None,
@@ -205,3 +234,39 @@ class LiveView(Callback):
     def _reset_point(self):
         self._point_steps = self._point_images = 0
         self._point_loss = self._point_correct = 0.0
+
+
+def weights_copy(model):
+    """A model of the same architecture holding a copy of ``model``'s weights now (for the explorer to answer with
+    while the training goes on changing the original)."""
+    twin = build(model.get_config(), initialize=False)
+    for layer, source in zip(twin.layers, model.layers):
+        if source.params:
+            layer.load_params({name: np.array(value) for name, value in source.params.items()})
+    return twin.eval()
+
+
+MAX_COMMAND = 4096  # bytes of a control command
+
+
+def control_route(controls):
+    """``POST /api/control``: a JSON command for ``controls`` (a ``TrainingControls``); 400 for a bad one, 409 for
+    one the run cannot take now, and the run goes on either way."""
+
+    def handle(request):
+        if request.content_type != "application/json":
+            raise ApiError(415, 'send the command as application/json, e.g. {"action": "pause"}')
+        try:
+            command = json.loads(request.body.decode("utf-8"), parse_constant=_not_a_number)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ApiError(400, f"the command is not valid JSON ({str(exc)[:100]})") from None
+        try:
+            return controls.request(command)
+        except ControlConflict as exc:
+            raise ApiError(409, str(exc)) from None
+
+    return Route(handle, MAX_COMMAND)
+
+
+def _not_a_number(name):
+    raise ValueError(f"{name} is not a number JSON allows")

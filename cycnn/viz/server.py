@@ -9,6 +9,7 @@ asks for a token (``?token=`` in the URL or the ``X-Cycnn-Token`` header), as Ju
 """
 import hmac
 import json
+import re
 import secrets
 import threading
 from functools import partial
@@ -173,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
-        if not length.strip().isdigit() or len(length) > 12:
+        if not re.fullmatch(r"[0-9]{1,12}", length.strip()):
             self.close_connection = True
             raise ApiError(400, f"Content-Length must be a whole number of bytes, received {length[:40]!r}")
         size = int(length)

@@ -79,7 +79,7 @@ def explanations(model, outputs, caches, target):
     """Saliency (|d score / d input|, the largest over channels) and Grad-CAM on the last convolution."""
     dlogits = np.zeros_like(outputs[-1])
     dlogits[0, target] = 1.0  # the class's score (its logit): softmax would mix in every other class
-    input_gradient, output_gradients = model.trace_backward(dlogits, caches)
+    input_gradient, output_gradients, _ = model.trace_backward(dlogits, caches)
     saliency = np.abs(np.asarray(input_gradient[0], dtype=np.float64)).max(axis=0)
     result = {"saliency": encode_maps(saliency)}
     conv = last_convolution(model)

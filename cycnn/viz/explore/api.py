@@ -2,6 +2,7 @@
 ``transform`` and ``testset``. The README's "Explore a model" section documents it for scripts."""
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from cycnn.viz.explore import analysis, transform
 from cycnn.viz.server import MAX_BODY, ApiError, Route
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits only: str.isdigit() takes "²" and "٣"
 MAX_THUMBNAILS = 200
 
 
@@ -20,13 +22,18 @@ class Explorer:
     """The routes of ``cycnn explore`` for a ``SharedModel`` and (optionally) a ``testset.TestSet``; ``title`` names
     the model on the page."""
 
-    def __init__(self, shared, tests=None, title=""):
-        self.shared, self.model, self.tests, self.title = shared, shared.model, tests, title
+    def __init__(self, shared, tests=None, title="", live=False):
+        self.shared, self.tests, self.title, self.live = shared, tests, title, live
         self.page = assets.inline_page("explore.html").encode("utf-8")
 
-    def routes(self):
-        return {("GET", "/"): Route(lambda request: (self.page, "text/html; charset=utf-8")),
-                ("GET", "/index.html"): Route(lambda request: (self.page, "text/html; charset=utf-8")),
+    @property
+    def model(self):
+        return self.shared.model
+
+    def routes(self, page_paths=("/", "/index.html")):
+        """The API's routes, with the page at ``page_paths``."""
+        page = Route(lambda request: (self.page, "text/html; charset=utf-8"))
+        return {**{("GET", path): page for path in page_paths},
                 ("GET", "/api/model"): Route(self.describe),
                 ("POST", "/api/predict"): Route(self.predict, MAX_BODY),
                 ("GET", "/api/test-image"): Route(self.test_image),
@@ -41,12 +48,13 @@ class Explorer:
         tests = None if self.tests is None else {"images": len(self.tests), "source": self.tests.source}
         return {"title": self.title, "class_names": model.class_names, "input_shape": list(model.input_shape),
                 "parameters": model.parameter_count, "layers": analysis.describe(model), "test_set": tests,
+                "live": self.live, "weights": self.shared.info,
                 "transforms": {name: list(r) for name, r in transform.RANGES.items()}}
 
     def predict(self, request):
         """The answer for an image: see the README for the body and the query parameters."""
         started = time.perf_counter()
-        model, query = self.model, request.query
+        model, info, query = self.shared.model, self.shared.info, request.query  # one snapshot for the whole answer
         x = self._input(request)
         settings = transform.check({name: _number(query, name) for name in transform.RANGES if name in query})
         if not transform.is_identity(settings):
@@ -66,6 +74,7 @@ class Explorer:
             atlas = self._tests().placed_atlas(layer)  # placed once computed (GET /api/atlas), never waited for
             if atlas is not None:
                 result["atlas_point"] = atlas.place(x if layer < 0 else outputs[layer][0])
+        result["weights"] = info
         result["milliseconds"] = round((time.perf_counter() - started) * 1000, 2)
         return result
 
@@ -92,7 +101,8 @@ class Explorer:
         tests = self._tests()
         text = request.query.get("indices", "")
         items = text.split(",") if text else []
-        if not items or len(items) > MAX_THUMBNAILS or not all(i.isdigit() and len(i) < 10 for i in items):
+        if not items or len(items) > MAX_THUMBNAILS or not all(WHOLE_NUMBER.fullmatch(i) and i[0] != "-"
+                                                                for i in items):
             raise ApiError(400, f"indices must be 1 to {MAX_THUMBNAILS} comma-separated test image numbers")
         indices = [int(i) for i in items]
         if max(indices) >= len(tests):
@@ -162,7 +172,7 @@ def _refuse_constant(name):
 
 def _integer(query, name, least, most):
     text = query.get(name, "")
-    if not (text.lstrip("-").isdigit() and text.isascii() and len(text) < 10):
+    if not WHOLE_NUMBER.fullmatch(text):
         raise ApiError(400, f"{name} must be a whole number, received {text[:40]!r}")
     value = int(text)
     if not least <= value <= most:

@@ -34,12 +34,20 @@ class TestSet:
     __test__ = False  # not a pytest test class, though its name starts with "Test"
 
     def __init__(self, shared, images, labels, source):
-        self.shared, self.model, self.source = shared, shared.model, source
+        self.shared, self.source = shared, source
         self.images, self.labels = images, np.asarray(labels)
         self.sample = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(len(images))[:SAMPLE])
         self._lock = threading.Lock()
+        self._cached_for = None  # the model the cached results are of (a new snapshot during training: recomputed)
         self._predicted = self._curves = None
         self._atlases = {}
+
+    def _current(self):
+        """(Holding the lock.) The model now, with the caches of an earlier one dropped."""
+        model = self.shared.model
+        if model is not self._cached_for:
+            self._cached_for, self._predicted, self._curves, self._atlases = model, None, None, {}
+        return model
 
     def __len__(self):
         return len(self.labels)
@@ -50,6 +58,7 @@ class TestSet:
     def predicted(self):
         """The model's class for every test image (computed once)."""
         with self._lock:
+            self._current()
             if self._predicted is None:
                 self._predicted = np.concatenate([self.shared.probabilities(self.inputs(slice(s, s + 2000)))
                                                   .argmax(axis=1) for s in range(0, len(self), 2000)])
@@ -59,17 +68,18 @@ class TestSet:
         return np.flatnonzero(self.predicted() != self.labels)
 
     def confusion(self):
-        predicted = self.predicted()
-        cells = [[[] for _ in range(self.model.num_classes)] for _ in range(self.model.num_classes)]
+        predicted, classes = self.predicted(), self.shared.model.num_classes
+        cells = [[[] for _ in range(classes)] for _ in range(classes)]
         for index, (true, guess) in enumerate(zip(self.labels, predicted)):
             cells[true][guess].append(index)
-        matrix = confusion_matrix(self.labels, predicted, self.model.num_classes)
+        matrix = confusion_matrix(self.labels, predicted, classes)
         return {"matrix": matrix.tolist(), "cells": cells, "images": len(self),
                 "accuracy": float(np.mean(predicted == self.labels))}
 
     def robustness(self):
         """Accuracy of the sample against each transform's strength (computed once)."""
         with self._lock:
+            self._current()
             if self._curves is None:
                 x, y = self.inputs(self.sample), self.labels[self.sample]
                 self._curves = {name: {"values": values, "accuracy": [
@@ -78,15 +88,17 @@ class TestSet:
             return self._curves
 
     def placed_atlas(self, layer):
-        """The atlas of layer ``layer`` if it has been computed, else None (never waits for the lock)."""
-        return self._atlases.get(layer)
+        """The atlas of layer ``layer`` if it has been computed for the model now, else None (never waits for
+        the lock)."""
+        return self._atlases.get(layer) if self._cached_for is self.shared.model else None
 
     def atlas(self, layer):
         """The sample projected on the first two principal components of layer ``layer``'s outputs: the points
         (x, y, label, index) and the projection that places a new image among them."""
         with self._lock:
+            model = self._current()
             if layer not in self._atlases:
-                self._atlases[layer] = _Atlas(layer_features(self.model, self.inputs(self.sample), layer))
+                self._atlases[layer] = _Atlas(layer_features(model, self.inputs(self.sample), layer))
             atlas = self._atlases[layer]
         points = [[float(f"{a:.4g}"), float(f"{b:.4g}"), int(self.labels[i]), int(i)]
                   for (a, b), i in zip(atlas.points, self.sample)]

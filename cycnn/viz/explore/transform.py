@@ -59,8 +59,8 @@ def warp(images, rotate, shift_x, shift_y, scale):
     # Each output pixel samples the input at the inverse transform of its own position.
     y, x = (rows - cy - shift_y) / scale, (cols - cx - shift_x) / scale
     angle = math.radians(rotate)
-    sy = cy + y * math.cos(angle) - x * math.sin(angle)
-    sx = cx + y * math.sin(angle) + x * math.cos(angle)
+    sy = cy + y * math.cos(angle) + x * math.sin(angle)  # rows run down: counter-clockwise on the screen
+    sx = cx - y * math.sin(angle) + x * math.cos(angle)
     y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
     fy, fx = (sy - y0).astype(np.float32), (sx - x0).astype(np.float32)
     out = np.zeros_like(images)
