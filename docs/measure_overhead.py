@@ -10,9 +10,11 @@ activation (which also run an extra layer-by-layer pass) took beyond a typical s
 
     python docs/measure_overhead.py log
     python docs/measure_overhead.py live [--browser]
+    python docs/measure_overhead.py paused
 
-For the live view, a page stays open through the run: headless Chromium with --browser, else a thread that fetches
-/data.json every second as the page does.
+For the live view (served as ``cycnn train --live`` serves it: with its controls and the explorer), a page stays
+open through the run: headless Chromium with --browser, else a thread that fetches /data.json every second as the
+page does. ``paused`` pauses a live run through its controls and measures the process's CPU time while it waits.
 """
 import argparse
 import os
@@ -26,7 +28,7 @@ import urllib.request
 
 from cycnn.io import architecture
 from cycnn.data.idx import load_idx_dataset
-from cycnn.viz.live import LiveServer, LiveView
+from cycnn.viz.live import serve
 from cycnn.nn.optim import make_optimizer
 from cycnn.train.log import DEFAULT_EVERY, RunLog
 from cycnn.nn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
@@ -101,7 +103,7 @@ def open_page(url, browser, directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["log", "live"])
+    parser.add_argument("kind", choices=["log", "live", "paused"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--block", type=int, default=100, help="steps per block")
     parser.add_argument("--browser", action="store_true", help="live: a headless Chromium page stays open")
@@ -112,21 +114,23 @@ def main():
     keep_large_allocations_in_heap()
     limiter = set_threads(default_threads())
     x, y, xt, yt = load_idx_dataset()
+    model = architecture.build(architecture.reference(), seed=0)
+    if args.kind == "paused":
+        return measure_paused(model, x, y, xt, yt, args.epochs)
     with tempfile.TemporaryDirectory() as directory:
-        close = None
+        close, always = None, []
         if args.kind == "log":
             watcher = RunLog(f"{directory}/run.jsonl", DEFAULT_EVERY)
         else:
-            server = LiveServer(port=0)
-            watcher = LiveView(server, xt[:16], yt[:16])
-            close = open_page(server.url, browser, directory)
+            controls, watcher = serve(model, xt, yt, port=0)
+            always = [controls]  # a lock per step, in every block: what a run with --live pays for them
+            close = open_page(watcher.server.url, browser, directory)
         timer = EveryOtherBlock(watcher, args.block)
-        model = architecture.build(architecture.reference(), seed=0)
         Trainer(model, make_optimizer("adam", 0.001), RunSettings(epochs=args.epochs, batch_size=64),
-                [timer]).fit(x, y)
+                [*always, timer]).fit(x, y)
         if close:
             close()
-            server.stop()
+            watcher.server.stop()
     del limiter
     name = args.kind + (" + browser" if browser else "")
     plain, watched = timer.blocks[False], timer.blocks[True]  # watched block i lies between plain i and i + 1
@@ -139,6 +143,29 @@ def main():
               f"(quartiles {low:+.1f}%, {high:+.1f}%)")
     print(f"{name}: added inside the watched blocks (hooks and observed steps): median "
           f"{100 * statistics.median(w[2] / w[0] for w, _, _ in pairs):.2f}% of the block's time")
+
+
+def measure_paused(model, x, y, xt, yt, epochs, seconds=10.0):
+    """Pause a live run after 200 steps, measure the process's CPU time over ``seconds``, then stop it."""
+    controls, view = serve(model, xt, yt, port=0)
+    trainer = Trainer(model, make_optimizer("adam", 0.001), RunSettings(epochs=epochs, batch_size=64),
+                      [controls, view])
+    worker = threading.Thread(target=trainer.fit, args=(x, y))
+    worker.start()
+    while trainer.state.global_step < 200:
+        time.sleep(0.05)
+    controls.request({"action": "pause"})
+    time.sleep(1.0)  # the step under way ends, the snapshot is published
+    step, start, cpu = trainer.state.global_step, time.perf_counter(), os.times()
+    time.sleep(seconds)
+    used = os.times()
+    used = (used.user - cpu.user) + (used.system - cpu.system)
+    wall = time.perf_counter() - start
+    moved = trainer.state.global_step - step
+    trainer.stop_requested = True
+    worker.join()
+    view.server.stop()
+    print(f"paused: {100 * used / wall:.2f}% of a core over {wall:.1f} s while paused (the step moved by {moved})")
 
 
 if __name__ == "__main__":

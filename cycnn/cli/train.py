@@ -13,11 +13,7 @@ from cycnn.io import architecture
 from cycnn.train.run import TrainingRun
 from cycnn.train.settings import RESUME_FIXED, RunSettings
 from cycnn.version import __version__
-from cycnn.train.controls import TrainingControls
-from cycnn.viz.explore.api import Explorer
-from cycnn.viz.explore.shared import SharedModel
-from cycnn.viz.explore.testset import TestSet
-from cycnn.viz.live import LiveServer, LiveView, control_route, weights_copy
+from cycnn.viz.live import serve
 
 # The flags that describe the network; with --resume the checkpoint's model is used, so they are refused there.
 LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout")
@@ -190,21 +186,15 @@ def _report(summary, flags, run, live_view):
 
 
 def _start_live(port, interval, run):
-    """Start the --live page's server with its controls and explorer, and add the callbacks that feed them (probe:
-    the first 16 test images)."""
+    """Start the --live page's server (with its controls and the explorer) and add the callbacks that feed it."""
     if not interval > 0:
         raise ConfigError(f"--live-interval must be a positive number of seconds, received {interval}")
-    data, controls = run.data, TrainingControls()
-    shared = SharedModel(weights_copy(run.model), step=run.trainer.state.global_step)
-    explorer = Explorer(shared, TestSet(shared, data.x_test, data.y_test, "the run's test set"), live=True,
-                        title="the model being trained")
-    server = LiveServer(port, routes={**explorer.routes(page_paths=("/explore",)),
-                                      ("POST", "/api/control"): control_route(controls)})
-    typer.echo(f"live view: {server.url}")
-    view = LiveView(server, data.x_test[:16], data.y_test[:16], interval=interval, controls=controls, shared=shared,
-                    title=f"{run.model.parameter_count:,}-parameter CNN, {run.settings.epochs} epoch(s) on "
-                          f"{len(data.x_train):,} images")
-    run.trainer.callbacks += [controls, view]  # a paused step waits before the view measures it
+    data = run.data
+    controls, view = serve(run.model, data.x_test, data.y_test, port, interval, step=run.trainer.state.global_step,
+                           title=f"{run.model.parameter_count:,}-parameter CNN, {run.settings.epochs} epoch(s) on "
+                                 f"{len(data.x_train):,} images")
+    typer.echo(f"live view: {view.server.url}")
+    run.trainer.callbacks += [controls, view]
     return view
 
 

@@ -23,10 +23,13 @@ from cycnn.io.architecture import build
 from cycnn.nn.layers import Conv2D, Dense, Dropout, MaxPool2D
 from cycnn.nn.losses import softmax
 from cycnn.train.callbacks import Callback
-from cycnn.train.controls import ControlConflict
+from cycnn.train.controls import ControlConflict, TrainingControls
 from cycnn.train.log import quantize_maps
 from cycnn.viz import assets
 from cycnn.viz.explore.analysis import b64
+from cycnn.viz.explore.api import Explorer
+from cycnn.viz.explore.shared import SharedModel
+from cycnn.viz.explore.testset import TestSet
 from cycnn.viz.server import ApiError, JsonServer, Route
 from cycnn.viz.vitals import Vitals, probe_gradients
 
@@ -270,3 +273,19 @@ def control_route(controls):
 
 def _not_a_number(name):
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def serve(model, test_images, test_labels, port=DEFAULT_PORT, interval=DEFAULT_INTERVAL, title="", step=0):
+    """Everything ``cycnn train --live`` serves for ``model``: the page, its controls and the explorer (on a copy
+    of the weights, refreshed at every snapshot; its test-set panels on ``test_images``). Returns the
+    ``TrainingControls`` and the ``LiveView``, the two callbacks to add, in that order, to the run (a paused step
+    waits before the view measures it); ``view.server`` is the server."""
+    controls = TrainingControls()
+    shared = SharedModel(weights_copy(model), step=step)
+    explorer = Explorer(shared, TestSet(shared, test_images, test_labels, "the run's test set"), live=True,
+                        title="the model being trained")
+    server = LiveServer(port, routes={**explorer.routes(page_paths=("/explore",)),
+                                      ("POST", "/api/control"): control_route(controls)})
+    view = LiveView(server, test_images[:16], test_labels[:16], interval=interval, title=title, controls=controls,
+                    shared=shared)
+    return controls, view

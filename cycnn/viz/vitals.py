@@ -1,7 +1,7 @@
 """What the live page shows of a network's inner state as it trains, measured on one step per snapshot.
 
 - The distributions of every weight tensor and of its gradient (TensorBoard's "distributions"): percentiles per
-  measured step, drawn as bands over time.
+  measured step (of at most ``SAMPLE`` evenly spaced numbers of a tensor), drawn as bands over time.
 - The update-to-weight ratio ||W after - W before|| / ||W before|| of the measured step (about 1e-3 is healthy;
   far above, the rate is too high; far below, too low) and the fraction of each ReLU layer's outputs that are zero
   (dead units), from the step's recorded activations.
@@ -15,12 +15,19 @@ from cycnn.nn.losses import softmax
 from cycnn.viz.explore.analysis import b64
 
 PERCENTILES = (0, 10, 25, 50, 75, 90, 100)
-MAX_POINTS = 300  # measured steps kept; beyond, every other one is dropped (the span stays whole)
+MAX_POINTS = 120  # measured steps kept; beyond, every other one is dropped (the span stays whole)
+SAMPLE = 16384  # a larger tensor's percentiles are those of every k-th number: the same bands, a fraction of the cost
 MAX_MAPS = 64
 
 
 def _rounded(values):
     return [float(f"{v:.4g}") for v in values]
+
+
+def _percentiles(array):
+    flat = np.asarray(array).ravel()
+    step = -(-flat.size // SAMPLE)
+    return _rounded(np.percentile(flat[::step], PERCENTILES))
 
 
 def relu_outputs(model):
@@ -47,9 +54,9 @@ class Vitals:
         for key, param, grad in model.parameters():
             if key not in (before or {}):
                 continue
-            record["weights"][key] = _rounded(np.percentile(param, PERCENTILES))
+            record["weights"][key] = _percentiles(param)
             if grad is not None:
-                record["grads"][key] = _rounded(np.percentile(grad, PERCENTILES))
+                record["grads"][key] = _percentiles(grad)
             norm = float(np.linalg.norm(before[key]))
             if norm > 0:
                 record["update_ratio"][key] = float(f"{np.linalg.norm(param - before[key]) / norm:.4g}")

@@ -71,8 +71,10 @@ function chart(canvas, series, opts) {
   ctx.textAlign = "center"; ctx.textBaseline = "top";
   for (const v of ticks(xmin, xmax, 6)) ctx.fillText(String(v), X(v), H - B + 6);
   ctx.fillText(opts.xlabel || "step", W - R - 14, H - 12);
-  for (const m of opts.markers || []) { ctx.strokeStyle = m.colour; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.moveTo(X(m.x), T); ctx.lineTo(X(m.x), H - B); ctx.stroke(); }
+  (opts.markers || []).forEach((m, k) => { ctx.strokeStyle = ctx.fillStyle = m.colour; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(X(m.x), T); ctx.lineTo(X(m.x), H - B); ctx.stroke();
+    if (m.label) { ctx.textAlign = "left"; ctx.textBaseline = "top";  // staggered: changes close together stay legible
+      ctx.fillText(m.label, X(m.x) + 3, T + 2 + 13 * (k % 4)); } });
   for (const e of opts.epochEnds || []) { ctx.strokeStyle = "#afb8c1"; ctx.setLineDash([3, 3]);
     ctx.beginPath(); ctx.moveTo(X(e), T); ctx.lineTo(X(e), H - B); ctx.stroke(); ctx.setLineDash([]); }
   ctx.strokeStyle = "#8c959f"; ctx.strokeRect(L, T, W - L - R, H - T - B);
@@ -103,4 +105,7 @@ function scaleBar(canvas, lut, signed, limit) {  // the colour scale of a layer'
 function percent(p) {  // as the pictures write it: 99.2%, 0.6%, 0.03%, <0.01%
   if (p >= 0.1) return (100 * p).toFixed(1) + "%";
   return p >= 1e-4 ? +(100 * p).toPrecision(2) + "%" : "<0.01%";
+}
+function fmt(v) {  // a number in three significant digits, or in exponent form when it is very large or small
+  return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : +v.toPrecision(3);
 }

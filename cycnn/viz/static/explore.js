@@ -25,7 +25,6 @@ async function api(path, options = {}) {
 }
 function showError(text) { $("error").textContent = text || ""; }
 function classColour(k) { return k < CLASS_COLOURS.length ? CLASS_COLOURS[k] : `hsl(${(k * 137) % 360} 60% 45%)`; }
-function fmt(v) { return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : +v.toPrecision(3); }
 
 // --- the input: the drawing pad, uploads, test images ----------------------------------------------------------
 const pad = $("pad"), padCtx = pad.getContext("2d");
@@ -166,7 +165,8 @@ function drawAnswer(r) {
   const names = state.model.class_names, p = r.probability_list;
   $("top-label").textContent = r.label;
   $("top-note").textContent = `${percent(p[r.class_index])} sure; answered in ${Math.round(r.roundTrip)} ms ` +
-    `(${r.milliseconds.toFixed(1)} ms in the server)`;
+    `(${r.milliseconds.toFixed(1)} ms in the server)` +
+    (r.weights && r.weights.step !== undefined ? `; the weights of step ${r.weights.step}` : "");
   const bars = $("bars"); bars.replaceChildren();
   const target = r.target !== undefined ? r.target : r.class_index;
   names.forEach((name, k) => {
@@ -512,14 +512,28 @@ async function showCell(i, j) {
 async function start() {
   try { state.model = await api("/api/model"); } catch (e) { return showError(`cannot reach the explorer: ${e.message}`); }
   const m = state.model;
-  $("title").textContent = m.title || "a model"; document.title = `cycnn explore: ${m.title}`;
+  if ($("explore-title")) { $("explore-title").textContent = m.title || "a model"; document.title = `cycnn explore: ${m.title}`; }
   $("summary").textContent = `${m.layers.length} layers, ${m.parameters.toLocaleString()} parameters, ` +
     `input ${m.input_shape.join("×")}, ${m.class_names.length} classes` +
     (m.test_set ? `; test set: ${m.test_set.source} (${m.test_set.images.toLocaleString()} images)` : "; no test set");
   buildLayers(); buildSliders(); redrawPad();
-  if (m.test_set) { buildAtlas(); loadConfusion(); loadAtlas(+$("atlas-layer").value); $("test-index").max = m.test_set.images - 1; }
+  if (m.test_set) { buildAtlas(); $("test-index").max = m.test_set.images - 1;
+    if (m.live) liveButtons(); else { loadConfusion(); loadAtlas(+$("atlas-layer").value); } }
   else { for (const id of ["test-tools", "atlas-panel", "confusion-panel", "robustness"]) $(id).hidden = true; }
+  if (m.live) { $("explore-section").hidden = false; setInterval(refresh, LIVE_REFRESH_MS); }
   document.body.dataset.ready = "1";
+}
+// During training (the live page) the weights change under the explorer: the current input is asked again every
+// few seconds, and the test-set panels are computed when asked for (on the weights of that moment), so that a page
+// nobody touches costs the training nothing.
+const LIVE_REFRESH_MS = 2000;
+function refresh() { if (state.source && !state.inFlight && !state.drawing) schedule(); }
+function liveButtons() {
+  const confusion = document.createElement("button"); confusion.type = "button"; confusion.id = "confusion-now";
+  confusion.textContent = "Compute it on the weights now"; confusion.onclick = loadConfusion;
+  $("confusion").replaceChildren(confusion);
+  const atlas = document.createElement("button"); atlas.type = "button"; atlas.textContent = "Map it now";
+  atlas.onclick = () => loadAtlas(+$("atlas-layer").value); $("atlas-layer").after(" ", atlas);
 }
 window.addEventListener("resize", () => { if (state.last) render(state.last); });
 start();

@@ -19,6 +19,20 @@ function drawKernels(d) {
          LUTS.rdbu);
   }
 }
+function drawKernelGradients(d) {  // what the probe image alone would change in the first-layer kernels
+  const k = (d.probe_gradients || {}).kernels, canvas = document.getElementById("kernel-grads");
+  if (!k) return;
+  const cols = Math.min(k.count, k.count <= 32 ? 8 : 16), rows = Math.ceil(k.count / cols);
+  canvas.style.height = "auto";
+  const W = canvas.clientWidth, scale = Math.max(2, Math.min(12, Math.floor((W - 8 * cols) / cols / k.w)));
+  canvas.style.height = (rows * (k.h * scale + 4)) + "px";
+  const [ctx] = fit(canvas), limit = Math.max(1e-30, ...k.values.map(Math.abs));
+  for (let c = 0; c < k.count; c++) {
+    const levels = k.values.slice(c * k.h * k.w, (c + 1) * k.h * k.w).map(v => Math.round((v / limit + 1) * 127.5));
+    tile(ctx, levels, k.w, k.h, (c % cols) * (k.w * scale + 8), Math.floor(c / cols) * (k.h * scale + 4), scale,
+         LUTS.rdbu);
+  }
+}
 function drawBatch(d) {
   const p = d.probe, canvas = document.getElementById("batch"), pixels = bytes(p.pixels), n = p.count;
   const cols = Math.min(n, 8), rows = Math.ceil(n / cols), W = canvas.clientWidth;
@@ -62,8 +76,22 @@ function drawMaps(d) {
       if (m.h * scale >= 20) channelLabel(ctx, String(k), x, y);
     }
     scaleBar(bar, lut, m.signed, m.limit);
+    const g = ((d.probe_gradients || {}).maps || []).find(x => x.layer === m.layer);
+    if (g) gradientFigure(box, g, cols, scale);
   }
 }
+function gradientFigure(box, g, cols, scale) {  // the loss's gradient with respect to a layer's maps, beside them
+  const f = document.createElement("figure"), canvas = document.createElement("canvas"), data = bytes(g.data);
+  const rows = Math.ceil(g.shown / cols);
+  canvas.style.width = cols * (g.w * scale + 2) + "px"; canvas.style.height = rows * (g.h * scale + 2) + "px";
+  const caption = document.createElement("figcaption");
+  caption.textContent = `its gradient (d loss / d output) for the probe: red raises the loss, blue lowers it; ±${fmt(g.limit)}`;
+  f.append(canvas, caption); box.append(f); const [ctx] = fit(canvas);  // (sized once it is on the page)
+  for (let k = 0; k < g.shown; k++)
+    tile(ctx, data.subarray(k * g.h * g.w, (k + 1) * g.h * g.w), g.w, g.h, (k % cols) * (g.w * scale + 2),
+         Math.floor(k / cols) * (g.h * scale + 2), scale, LUTS.rdbu);
+}
+
 function drawDense(d) {
   const box = document.getElementById("dense"); box.replaceChildren();
   for (const layer of d.dense) {
@@ -90,6 +118,85 @@ function drawDense(d) {
     ctx.strokeStyle = "#8c959f"; ctx.beginPath(); ctx.moveTo(0, base + 0.5); ctx.lineTo(W, base + 0.5); ctx.stroke();
   }
 }
+function eventMarkers(events) {  // the run's changes as vertical lines on the curves
+  const colours = { lr: "#8250df", dropout: "#bc4c00", delay: GREY, paused: "#9a6700", resumed: GREEN };
+  return events.filter(e => e.change !== "resumed").map(e => ({ x: e.step, colour: colours[e.change] || GREY,
+    label: e.change === "paused" ? "paused" : `${e.change} ${fmt(e.from)}→${fmt(e.to)}` }));
+}
+async function control(command) {
+  const note = document.getElementById("control-note");
+  try {
+    const response = await fetch("api/control", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                  body: JSON.stringify(command) });
+    const answer = await response.json();
+    note.textContent = response.ok ? `${command.action}: done` + (answer.paused ? " (paused)" : "") : answer.error;
+    note.style.color = response.ok ? "" : RED; pollSoon();
+  } catch (e) { note.textContent = `the run's server did not answer (${e.message})`; note.style.color = RED; }
+}
+function drawControls(d) {
+  const panel = document.getElementById("controls-panel");
+  panel.hidden = !d.controls || ["finished", "stopped", "failed"].includes(d.status);
+  if (panel.hidden) return;
+  document.getElementById("pause").disabled = d.status === "paused";
+  document.getElementById("resume").disabled = document.getElementById("step").disabled = d.status !== "paused";
+  const lr = document.getElementById("lr"); if (document.activeElement !== lr) lr.value = +d.lr.toPrecision(4);
+  document.getElementById("dropout-control").hidden = d.dropout === null;
+  const dropout = document.getElementById("dropout");
+  if (d.dropout !== null && document.activeElement !== dropout) dropout.value = d.dropout;
+  const delay = document.getElementById("delay"); if (document.activeElement !== delay) delay.value = d.delay;
+  document.getElementById("delay-value").textContent = d.delay ? `${d.delay} s per step` : "off";
+}
+function setupControls() {
+  const $ = id => document.getElementById(id);
+  $("pause").onclick = () => control({ action: "pause" });
+  $("resume").onclick = () => control({ action: "resume" });
+  $("step").onclick = () => control({ action: "step" });
+  $("set-lr").onclick = () => control({ action: "set", lr: Number($("lr").value) });
+  $("set-dropout").onclick = () => control({ action: "set", dropout: Number($("dropout").value) });
+  $("delay").onchange = () => control({ action: "set", delay: Number($("delay").value) });
+}
+function bandChart(canvas, points) {  // percentiles [p0, p10, p25, p50, p75, p90, p100] per step, as bands
+  const [ctx, W, H] = fit(canvas), L = 44, R = 6, T = 6, B = 18;
+  if (!points.length) return;
+  const lo = Math.min(...points.map(p => p[1][0])), hi = Math.max(...points.map(p => p[1][6]));
+  const x0 = points[0][0], x1 = Math.max(points[points.length - 1][0], x0 + 1);
+  const X = x => L + (W - L - R) * (x - x0) / (x1 - x0), Y = y => T + (H - T - B) * (1 - (y - lo) / ((hi - lo) || 1));
+  for (const [a, b, alpha] of [[0, 6, 0.18], [1, 5, 0.3], [2, 4, 0.45]]) {
+    ctx.fillStyle = `rgba(9,105,218,${alpha})`; ctx.beginPath();
+    points.forEach((p, i) => i ? ctx.lineTo(X(p[0]), Y(p[1][b])) : ctx.moveTo(X(p[0]), Y(p[1][b])));
+    for (let i = points.length - 1; i >= 0; i--) ctx.lineTo(X(points[i][0]), Y(points[i][1][a]));
+    ctx.closePath(); ctx.fill(); }
+  ctx.strokeStyle = BLUE; ctx.lineWidth = 1.5; ctx.beginPath();
+  points.forEach((p, i) => i ? ctx.lineTo(X(p[0]), Y(p[1][3])) : ctx.moveTo(X(p[0]), Y(p[1][3]))); ctx.stroke();
+  ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = "#59636e"; ctx.textAlign = "right";
+  ctx.fillText(fmt(hi), L - 4, T + 8); ctx.fillText(fmt(lo), L - 4, H - B); ctx.textAlign = "center";
+  ctx.fillText(`step ${x0}`, L + 24, H - 4); ctx.fillText(String(x1), W - R - 12, H - 4);
+}
+function drawBands(boxId, vitals, field, names) {
+  const box = document.getElementById(boxId), keys = Object.keys((vitals[vitals.length - 1] || {})[field] || {});
+  if (box.dataset.keys !== keys.join()) { box.replaceChildren(); box.dataset.keys = keys.join();
+    for (const key of keys) { const f = document.createElement("figure"), c = document.createElement("canvas");
+      const cap = document.createElement("figcaption"); cap.textContent = `${names[+key.split(".")[0]]}, ${key}`;
+      c.dataset.key = key; f.append(c, cap); box.append(f); } }
+  for (const c of box.querySelectorAll("canvas"))
+    bandChart(c, vitals.filter(v => v[field][c.dataset.key]).map(v => [v.step, v[field][c.dataset.key]]));
+}
+function drawVitals(d) {
+  const vitals = d.vitals || [], colours = [BLUE, RED, GREEN, "#8250df", "#bc4c00", GREY];
+  drawBands("weight-bands", vitals, "weights", d.layers); drawBands("grad-bands", vitals, "grads", d.layers);
+  const keys = Object.keys((vitals[vitals.length - 1] || {}).update_ratio || {});
+  chart(document.getElementById("ratios"), keys.map((k, i) => ({ colour: colours[i % colours.length],
+    points: vitals.filter(v => v.update_ratio[k]).map(v => [v.step, v.update_ratio[k]]) })),
+    { log: true, xmax: d.steps_total || 0, markers: eventMarkers(d.events || []) });
+  document.getElementById("ratios-note").textContent = "‖ΔW‖ / ‖W‖ of one step per snapshot (about 1e-3 is " +
+    "healthy): " + keys.map((k, i) => `${["blue", "red", "green", "purple", "orange", "grey"][i % 6]} ${k}`).join(", ");
+  const layers = Object.keys((vitals[vitals.length - 1] || {}).dead || {});
+  chart(document.getElementById("dead"), layers.map((k, i) => ({ colour: colours[i % colours.length],
+    points: vitals.filter(v => v.dead[k] !== undefined).map(v => [v.step, v.dead[k]]) })),
+    { ymin: 0, ymax: 1, percent: true, xmax: d.steps_total || 0 });
+  document.getElementById("dead-note").textContent = "per ReLU layer, on the measured step's batch: " +
+    layers.map((k, i) => `${["blue", "red", "green", "purple", "orange", "grey"][i % 6]} ${k}`).join(", ");
+}
 function draw(d) {
   document.getElementById("title").textContent = d.title || "a CNN learning";
   const pct = d.steps_total ? Math.min(100, 100 * d.step / d.steps_total) : 0;
@@ -100,22 +207,25 @@ function draw(d) {
   if (d.test_accuracy !== undefined) text += `; test accuracy ${(100 * d.test_accuracy).toFixed(2)}%`;
   document.getElementById("status").innerHTML = `<span class="badge ${d.status}">${d.status}</span>`;
   document.getElementById("status").append(text);
-  const ends = d.epoch_records.map(e => e.step), xmax = d.steps_total || 0;
+  const ends = d.epoch_records.map(e => e.step), xmax = d.steps_total || 0, markers = eventMarkers(d.events || []);
   const val = d.epoch_records.filter(e => e.val_loss !== undefined);
   chart(document.getElementById("loss"), [
     { colour: BLUE, points: d.curve.map(p => [p[0], p[1]]) },
-    { colour: RED, dots: true, points: val.map(e => [e.step, e.val_loss]) }], { log: true, xmax, epochEnds: ends });
+    { colour: RED, dots: true, points: val.map(e => [e.step, e.val_loss]) }], { log: true, xmax, epochEnds: ends, markers });
   chart(document.getElementById("accuracy"), [
     { colour: BLUE, points: d.curve.map(p => [p[0], p[2]]) },
     { colour: RED, dots: true, points: val.map(e => [e.step, e.val_accuracy]) }],
     { ymin: Math.max(0, Math.floor(10 * Math.min(1, ...d.curve.map(p => p[2]), ...val.map(e => e.val_accuracy))) / 10),
-      ymax: 1, percent: true, xmax, epochEnds: ends });
-  drawKernels(d); drawBatch(d); drawMaps(d); drawDense(d);
+      ymax: 1, percent: true, xmax, epochEnds: ends, markers });
+  drawKernels(d); drawKernelGradients(d); drawBatch(d); drawMaps(d); drawDense(d); drawControls(d); drawVitals(d);
   document.title = `cycnn live: step ${d.step} (${d.status})`;
   document.body.dataset.drawnStep = d.step;
   document.body.dataset.status = d.status;
 }
+let pollTimer = null, polling = false, pollAgain = false;
 async function poll() {
+  if (polling) { pollAgain = true; return; }
+  polling = true; clearTimeout(pollTimer);
   let wait = 1000;
   try {
     const response = await fetch("data.json", { cache: "no-store" });
@@ -129,7 +239,10 @@ async function poll() {
     else document.getElementById("status").textContent = "waiting for the training run...";
     wait = 5000;
   }
-  setTimeout(poll, wait);
+  polling = false;
+  pollTimer = setTimeout(poll, pollAgain ? 0 : wait); pollAgain = false;
 }
+function pollSoon() { setTimeout(poll, 150); }  // after a command: its effect, without waiting for the next poll
 window.addEventListener("resize", () => { if (last) draw(last); });
+setupControls();
 poll();
