@@ -9,6 +9,7 @@ the live page marks it on its curves).
 """
 import math
 import threading
+import time
 
 from cycnn.errors import ConfigError
 from cycnn.nn.layers import Dropout
@@ -25,14 +26,16 @@ class ControlConflict(ConfigError):
 
 
 class TrainingControls(Callback):
-    def __init__(self):
+    """``model``, when given, is the run's: its dropout layers can then be set before the first step."""
+
+    def __init__(self, model=None):
         self._changed = threading.Condition()
         self.paused = False
         self.delay = 0.0
         self._steps_allowed = 0
         self._pending = {}
         self._flow = []  # pause and resume commands not yet recorded, in order
-        self._dropout_layers = None
+        self._dropout_layers = _dropout_layers(model) if model is not None else None
 
     # --- other threads ----------------------------------------------------------------------------------------
     def request(self, command):
@@ -67,22 +70,24 @@ class TrainingControls(Callback):
         for name, value in settings.items():
             if name not in ("lr", "dropout", "delay"):
                 raise ConfigError(f"set takes lr, dropout or delay, not {name[:40]!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            # (an int is finite however large: the range checks below refuse 10**400, which float() cannot hold)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, received {str(value)[:40]}")
         if "lr" in settings and not 0 < settings["lr"] <= MAX_LR:
-            raise ConfigError(f"lr must be above 0 and at most {MAX_LR:g}, received {settings['lr']:g}")
+            raise ConfigError(f"lr must be above 0 and at most {MAX_LR:g}, received {str(settings['lr'])[:40]}")
         if "dropout" in settings:
             if not 0 <= settings["dropout"] < 1:
-                raise ConfigError(f"dropout must be from 0 to below 1, received {settings['dropout']:g}")
+                raise ConfigError(f"dropout must be from 0 to below 1, received {str(settings['dropout'])[:40]}")
             if not self._dropout_layers:
                 raise ControlConflict("this model has no dropout layer")
         if "delay" in settings and not 0 <= settings["delay"] <= MAX_DELAY:
-            raise ConfigError(f"delay must be from 0 to {MAX_DELAY:g} seconds, received {settings['delay']:g}")
+            raise ConfigError(f"delay must be from 0 to {MAX_DELAY:g} seconds, received {str(settings['delay'])[:40]}")
         return {name: float(value) for name, value in settings.items()}
 
     # --- the training thread ----------------------------------------------------------------------------------
     def on_train_begin(self, trainer):
-        self._dropout_layers = [layer for layer in trainer.model.layers if isinstance(layer, Dropout)]
+        self._dropout_layers = _dropout_layers(trainer.model)
 
     def on_step_begin(self, trainer, info):
         """Apply what was asked, then wait while paused (a step command lets exactly one step through), then
@@ -94,8 +99,10 @@ class TrainingControls(Callback):
                 self._apply(trainer, info)
             if self._steps_allowed:
                 self._steps_allowed -= 1
-            if self.delay and not trainer.stop_requested:
-                self._changed.wait(self.delay)  # a command ends the wait early; it applies from the next step
+            ends = time.monotonic() + self.delay  # slow motion; a command ends it early (it applies from the next step)
+            while self.delay and not trainer.stop_requested and (left := ends - time.monotonic()) > 0:
+                if self._changed.wait(min(left, WAKE_EVERY)):
+                    break
 
     def _apply(self, trainer, info):
         """(Holding the lock.) The queued changes, each passed on as an event."""
@@ -116,3 +123,7 @@ class TrainingControls(Callback):
             before, self.delay = self.delay, changes["delay"]
             trainer.notify_change("delay", before, self.delay)
 
+
+
+def _dropout_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, Dropout)]

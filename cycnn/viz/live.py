@@ -202,7 +202,8 @@ class LiveView(Callback):
             "controls": self.controls is not None, "vitals": self.vitals.history,
             "probe_gradients": probe_gradients(model, self.probe[0], self.probe_labels[0]),
             "dropout": next((layer.p for layer in model.layers if isinstance(layer, Dropout)), None),
-            "delay": self.controls.delay if self.controls is not None else 0.0, "step": state.global_step, "steps_total": self.steps_total,
+            "delay": self.controls.delay if self.controls is not None else 0.0,
+            "step": state.global_step, "steps_total": self.steps_total,
             "epoch": min(state.epoch + 1, trainer.settings.epochs), "epochs": trainer.settings.epochs,
             "elapsed_s": round(elapsed, 2), "lr": trainer.optimizer.lr,
             "images_per_s": round(self._images / self._seconds, 1) if self._seconds else None,
@@ -280,7 +281,7 @@ def serve(model, test_images, test_labels, port=DEFAULT_PORT, interval=DEFAULT_I
     of the weights, refreshed at every snapshot; its test-set panels on ``test_images``). Returns the
     ``TrainingControls`` and the ``LiveView``, the two callbacks to add, in that order, to the run (a paused step
     waits before the view measures it); ``view.server`` is the server."""
-    controls = TrainingControls()
+    controls = TrainingControls(model)
     shared = SharedModel(weights_copy(model), step=step)
     explorer = Explorer(shared, TestSet(shared, test_images, test_labels, "the run's test set"), live=True,
                         title="the model being trained")

@@ -137,7 +137,8 @@ def detail(model, x, outputs, index, unit):
                 "output": {"shape": list(outputs[index].shape[2:]), "values": rounded(outputs[index][0, unit])}}
     if isinstance(layer, MaxPool2D):
         return {"type": "pool", "layer": index, "unit": unit, "pool_size": list(layer.pool_size),
-                "stride": list(layer.stride), "input": {"shape": list(source.shape[1:]), "values": rounded(source[unit])},
+                "stride": list(layer.stride),
+                "input": {"shape": list(source.shape[1:]), "values": rounded(source[unit])},
                 "output": {"shape": list(outputs[index].shape[2:]), "values": rounded(outputs[index][0, unit])}}
     return dense_detail(model, source, outputs, index, unit)
 

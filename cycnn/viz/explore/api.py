@@ -63,7 +63,8 @@ class Explorer:
         result, outputs = analysis.respond(model, x, target, explain=_flag(query, "explain"))
         result["input"] = {"shape": list(x.shape), "data": analysis.b64(np.rint(np.clip(x, 0, 1) * 255))}
         if _flag(query, "occlusion"):
-            result["occlusion"] = analysis.occlusion(self.shared, x, result["class_index"] if target is None else target)
+            explained = result["class_index"] if target is None else target
+            result["occlusion"] = analysis.occlusion(self.shared, x, explained)
         if "layer" in query:
             layer = self._detail_layer(query)
             units = model.output_shapes[layer][0]  # channels of a map, units of a dense layer

@@ -24,13 +24,14 @@ def check(settings):
     for name, value in settings.items():
         if name not in RANGES:
             raise ConfigError(f"unknown transform {name!r}; known: {', '.join(RANGES)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                isinstance(value, float) and not math.isfinite(value):  # a huge int fails the range check below
             raise ConfigError(f"transform {name} must be a finite number, received {value!r}")
         least, most, _ = RANGES[name]
         if not least <= value <= most:
-            raise ConfigError(f"transform {name} must be from {least:g} to {most:g}, received {value:g}")
+            raise ConfigError(f"transform {name} must be from {least:g} to {most:g}, received {str(value)[:40]}")
         if name == "thickness" and value != int(value):
-            raise ConfigError(f"transform thickness takes whole steps, received {value:g}")
+            raise ConfigError(f"transform thickness takes whole steps, received {str(value)[:40]}")
         checked[name] = float(value)
     return checked
 
