@@ -108,3 +108,13 @@ def test_functions_and_modules_are_short(name):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             lines = node.end_lineno - node.lineno + 1
             assert lines <= MAX_FUNCTION_LINES, f"{name}.{node.name} has {lines} lines"
+
+
+def test_every_subpackage_is_installed():
+    """pyproject.toml lists the packages by name: a new subpackage missing there imports from a source tree but
+    not from an installed cycnn (as CI runs it)."""
+    import tomllib
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    listed = set(tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, f"not in pyproject.toml's packages: {sorted(found - listed)}"
