@@ -2,6 +2,7 @@
 import re
 
 from cycnn.data.datasets import load_data
+from cycnn.data.preparation import for_model
 from cycnn.errors import ConfigError
 from cycnn.io.model_file import load_model
 from cycnn.nn.runtime import default_threads, keep_large_allocations_in_heap, set_threads
@@ -40,9 +41,10 @@ def setup_threads(threads):
     set_threads(default_threads() if threads is None else threads)
 
 
-def test_set(data_dir, dataset):
-    """The test images and labels of the dataset the user named (default: the bundled MNIST)."""
-    data = load_data(data_dir, dataset)
+def test_set(data_dir, dataset, model=None):
+    """The test images and labels of the dataset the user named (default: the bundled MNIST); an image folder's
+    pictures are prepared as ``model``'s training images were."""
+    data = load_data(data_dir, dataset, preparation=for_model(model) if model is not None else None)
     return data, data.x_test, data.y_test
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
+from cycnn.data.datasets import input_shape_of
 from cycnn.errors import CycnnError, DataError, Interrupted
 from cycnn.viz.explore.api import Explorer
 from cycnn.viz.explore.shared import SharedModel
@@ -56,16 +57,15 @@ def _tests(shared, data_dir, dataset):
     dataset the user named that cannot be read is an error."""
     model = shared.model
     try:
-        data, images, labels = test_set(data_dir, dataset)
+        data, images, labels = test_set(data_dir, dataset, model)
     except DataError:
         if data_dir is None and dataset is None:
             return None, "no test set: the bundled MNIST is missing"
         raise
-    if images.shape[1:] != tuple(model.input_shape[1:]) or model.input_shape[0] != 1 \
-            or (len(labels) and int(labels.max()) >= model.num_classes):
+    if input_shape_of(images) != tuple(model.input_shape) or (len(labels) and int(labels.max()) >= model.num_classes):
         if data_dir is None and dataset is None:
             return None, "no test set: the model does not take MNIST's images"
-        raise CycnnError(f"the test set ({images.shape[1:]} images) does not fit the model "
+        raise CycnnError(f"the test set ({input_shape_of(images)} images) does not fit the model "
                          f"({tuple(model.input_shape)} inputs, {model.num_classes} classes)")
     if data.class_names is not None and list(data.class_names) != model.class_names:
         raise CycnnError("the dataset's classes are not the model's")

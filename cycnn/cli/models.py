@@ -11,7 +11,7 @@ from PIL import Image
 
 from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
 from cycnn.data.datasets import check_model_fits
-from cycnn.data.images import prepare_for_model
+from cycnn.data.preparation import for_model
 from cycnn.errors import ConfigError, OutputError
 from cycnn.io import architecture, onnx_export
 from cycnn.io.atomic import write_atomic
@@ -31,7 +31,7 @@ def evaluate(
     """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on the test set."""
     model = load_model(model_path)
     setup_threads(threads)
-    data, x_test, y_test = test_set(data_dir, dataset)
+    data, x_test, y_test = test_set(data_dir, dataset, model)
     check_model_fits(model, x_test, y_test, f"{model_path}: the test set")
     if data.class_names is not None and model.class_names != list(data.class_names):
         raise ConfigError(f"{model_path}: the model's classes ({_names(model.class_names)}) are not the "
@@ -71,23 +71,24 @@ def predict(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     save_input: Optional[Path] = typer.Option(
-        None, metavar="DIR", help="Write, for each image, the 28x28 input the network saw as DIR/<name>-28x28.png: "
-                                  "white ink on black, as the network sees it (created if missing)."),
+        None, metavar="DIR", help="Write, for each image, the input the network saw as DIR/<name>-HxW.png (a digit: "
+                                  "white ink on black, as the network sees it) (created if missing)."),
 ):
     """The digit in each image, with the class probabilities (images are preprocessed the MNIST way)."""
     model = load_model(model_path)
     setup_threads(threads)
     if save_input is not None:
         _make_directory(save_input)
-    batch = np.stack([prepare_for_model(path, model.input_shape) for path in images])
+    preparation = for_model(model)
+    batch = np.stack([preparation.prepare(path) for path in images])
     probs = model.predict_proba(batch)
     results = [{"file": str(path), "label": model.class_names[int(p.argmax())],
                 "probabilities": {name: float(v) for name, v in zip(model.class_names, p)}}
                for path, p in zip(images, probs)]
     if save_input is not None:
-        for result, name, image in zip(results, _input_names(images), batch):
+        for result, name, image in zip(results, _input_names(images, batch.shape[2:]), batch):
             result["saved_input"] = str(save_input / name)
-            write_atomic(save_input / name, lambda fh, image=image: fh.write(_png(image[0])))
+            write_atomic(save_input / name, lambda fh, image=image: fh.write(_png(image)))
     if json_output:
         typer.echo(json.dumps(results))
         return
@@ -107,25 +108,26 @@ def _make_directory(directory):
         raise OutputError(f"{directory}: cannot create the directory ({exc.strerror or exc})") from None
 
 
-def _input_names(images):
+def _input_names(images, size):
     """One file name per input, from its own name reduced to safe characters (never a path, never hidden) and
     numbered where two would be the same ("3.png" and "3.jpg"), so that no input overwrites another's."""
     names, used = [], set()
     for path in images:
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip(".")[:100] or "image"
-        name, number = f"{stem}-28x28.png", 1
+        name, number = f"{stem}-{size[0]}x{size[1]}.png", 1
         while name.lower() in used:
             number += 1
-            name = f"{stem}-{number}-28x28.png"
+            name = f"{stem}-{number}-{size[0]}x{size[1]}.png"
         used.add(name.lower())
         names.append(name)
     return names
 
 
 def _png(image):
-    """A (28, 28) input in [0, 1] as PNG bytes, 0 black and 1 white."""
+    """A (C, H, W) input in [0, 1] as PNG bytes: gray (0 black, 1 white) or RGB."""
     buffer = io.BytesIO()
-    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    pixels = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

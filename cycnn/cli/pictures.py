@@ -8,7 +8,7 @@ import typer
 
 from cycnn.cli.common import DATA_DIR_HELP, DATASET_HELP, THREADS_HELP, load_model, setup_threads, test_set
 from cycnn.data.datasets import check_model_fits, to_input
-from cycnn.data.images import prepare_for_model
+from cycnn.data.preparation import for_model
 from cycnn.errors import ConfigError
 from cycnn.io.atomic import write_atomic
 from cycnn.io.paths import check_output_directory
@@ -49,7 +49,7 @@ def _pictures_for(model_path, log, index, image, count, data_dir, dataset, threa
                        to_input(x_test[i:i + 1])[0]))
     for path in image:
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)
-        chosen.append((f"image_{slug}", path.name, prepare_for_model(path, model.input_shape)))
+        chosen.append((f"image_{slug}", path.name, for_model(model).prepare(path)))
     probs = predict_images(model, x_test)
     return model, log, y_test, probs, pictures(model, to_input(x_test), y_test, probs, chosen, records, count)
 

@@ -14,8 +14,8 @@ HIDDEN = ("seed", "dtype")
 SIZE = "integer or [h, w]"
 # (type, meaning) of each argument by its name, or by (layer, name) where a layer takes it differently.
 ARGUMENTS = {
-    "in_channels": ("integer", "channels of the input: 1 for grayscale images, else the previous Conv2D's "
-                               "out_channels"),
+    "in_channels": ("integer", "channels of the input: 1 for grayscale images, 3 for colour, else the previous "
+                               "Conv2D's out_channels"),
     "out_channels": ("integer", "number of kernels, i.e. channels of the output"),
     "kernel_size": (SIZE, "height and width of each kernel"),
     "stride": ("integer", "step between the kernel's positions"),
@@ -26,6 +26,8 @@ ARGUMENTS = {
     "in_features": ("integer", "inputs per image: the previous layer's output size (see `cycnn summary`)"),
     "out_features": ("integer", "outputs per image; the last Dense's is the number of classes"),
     "p": ("number in [0, 1)", "fraction of units zeroed in training (none are in evaluation)"),
+    "mean": ("list of numbers", "per input channel, subtracted (cycnn train sets the training set's)"),
+    "std": ("list of positive numbers", "per input channel, divided by after the mean is subtracted"),
 }
 
 

@@ -1,5 +1,6 @@
 """``cycnn train``: parse the flags into run settings, hand the run to ``cycnn.train.run``, print what it did."""
 import json
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,6 +9,8 @@ from typing import Optional
 import typer
 
 from cycnn.cli.common import THREADS_HELP, float_list, int_list, setup_threads
+from cycnn.data.datasets import input_shape_of
+from cycnn.data.preparation import channel_statistics
 from cycnn.errors import ConfigError, Interrupted, TrainingDiverged
 from cycnn.io import architecture
 from cycnn.train.run import TrainingRun
@@ -16,12 +19,13 @@ from cycnn.version import __version__
 from cycnn.viz.live import serve
 
 # The flags that describe the network; with --resume the checkpoint's model is used, so they are refused there.
-LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout")
+LAYER_FLAGS = ("arch", "conv", "kernel", "padding", "pool", "dense", "dropout", "conv_dropout")
 # Flags whose value a checkpoint fixes (they are RunSettings names as well). The data is named again on resume
 # (--data-dir, --dataset) and the outputs may be (--out, --log): a checkpoint never decides where cycnn reads or
 # writes.
 FIXED_FLAGS = tuple(name for name in RESUME_FIXED if name not in ("data_sha256", "max_degrees", "max_shift",
                                                                    "data_dir", "dataset"))
+SIZE = re.compile(r"([0-9]{1,4})x([0-9]{1,4})")
 
 
 # The longer flag descriptions, kept here so that the command's signature reads as a list of flags.
@@ -35,6 +39,12 @@ HELP = {
     "kernel": "Kernel size per conv layer (one value applies to all) (reference: 3).",
     "pool": "Max-pool window after each conv layer (1 for none) (reference: 2).",
     "dropout": "Dropout after each hidden dense layer (one value applies to all; reference: 0.2).",
+    "conv_dropout": "Dropout after each conv block (one value applies to all; reference: none).",
+    "prepare": "How image-folder pictures are prepared: digit (MNIST's recipe) or resize (the whole picture; "
+               "default for a folder with colour pictures or with --image-size).",
+    "image_size": "The input size of resized pictures, HxW (default 32x32).",
+    "grayscale": "Train on gray pictures even if the folder's are in colour (one channel).",
+    "flip": "With --augment, also mirror half the images left to right (not for digits).",
     "log": "The training log, JSON lines (default: next to --out, <name>.log.jsonl).",
     "verbose": "Print each layer's forward and backward time at the end of each epoch.",
     "live": "Serve a page on 127.0.0.1 that shows the training as it happens.",
@@ -66,6 +76,11 @@ def train(
     pool: Optional[int] = typer.Option(None, help=HELP["pool"]),
     dense: Optional[str] = typer.Option(None, help="Widths of the hidden dense layers (reference: 128)."),
     dropout: Optional[str] = typer.Option(None, help=HELP["dropout"]),
+    conv_dropout: Optional[str] = typer.Option(None, help=HELP["conv_dropout"]),
+    prepare: Optional[str] = typer.Option(None, help=HELP["prepare"]),
+    image_size: Optional[str] = typer.Option(None, metavar="HxW", help=HELP["image_size"]),
+    grayscale: bool = typer.Option(False, "--grayscale", help=HELP["grayscale"]),
+    flip: bool = typer.Option(False, "--flip", help=HELP["flip"]),
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: next to --out)."),
     checkpoint_every: int = typer.Option(0, help="Also checkpoint every N steps (0: only at epoch ends)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
@@ -104,7 +119,8 @@ def _new_run(flags):
     settings = RunSettings(epochs=flags.epochs, batch_size=flags.batch_size, optimizer=flags.optimizer, lr=flags.lr,
                            lr_schedule=flags.lr_schedule, seed=flags.seed, augment=flags.augment,
                            limit_train=flags.limit_train, val_split=flags.val_split, data_dir=_text(flags.data_dir),
-                           dataset=flags.dataset, out=str(flags.out), checkpoint=_text(flags.checkpoint),
+                           dataset=flags.dataset, prepare=flags.prepare, image_size=_size(flags.image_size),
+                           grayscale=flags.grayscale, flip=flags.flip, out=str(flags.out), checkpoint=_text(flags.checkpoint),
                            checkpoint_every=flags.checkpoint_every, log=_text(flags.log), log_every=flags.log_every)
     layers = {name: getattr(flags, name) for name in LAYER_FLAGS}
     return TrainingRun.start(settings, lambda data: _architecture(layers, data), **_run_options(flags))
@@ -126,11 +142,21 @@ def _text(path):
     return None if path is None else str(path)
 
 
+def _size(text):
+    """"32x48" -> [32, 48] (height, width)."""
+    if text is None:
+        return None
+    match = SIZE.fullmatch(text.strip().lower())
+    if not match:
+        raise ConfigError(f"--image-size takes HEIGHTxWIDTH in pixels, e.g. 32x32, received {text!r:.40}")
+    return [int(match.group(1)), int(match.group(2))]
+
+
 def _architecture(flags, data):
     """The description to train: the --arch file, the layer flags (unset ones take ``architecture.stack``'s
     defaults, the reference network's values), or with neither the reference network's file fitted to the data's
     image size and classes."""
-    input_shape = (1, *data.x_train.shape[1:])
+    input_shape = input_shape_of(data.x_train)
     given = {name: value for name, value in flags.items() if value is not None}
     if "arch" in given:
         if len(given) > 1:
@@ -142,6 +168,7 @@ def _architecture(flags, data):
             raise ConfigError("--dropout sits after the hidden dense layers, and --dense '' asks for none: drop one")
         parse = {"conv": ("conv_channels", int_list), "kernel": ("kernel_sizes", int_list),
                  "dense": ("dense_units", int_list), "dropout": ("dropouts", float_list),
+                 "conv_dropout": ("conv_dropouts", float_list),
                  "pool": ("pool_size", None), "padding": ("padding", None)}
         kwargs = {parse[flag][0]: parse[flag][1](value, flag) if parse[flag][1] else value
                   for flag, value in given.items()}
@@ -154,8 +181,18 @@ def _architecture(flags, data):
             raise ConfigError(f"the architecture outputs {outputs} scores but the dataset has "
                               f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
         spec = {**spec, "class_names": list(data.class_names)}
-    return spec
+    return _with_normalization(spec, data)
 
+
+def _with_normalization(spec, data):
+    """For resized pictures, a first Normalize layer holding the training set's per-channel mean and std (unless
+    the description starts with one already); digit data stays in [0, 1], as the reference network was made for."""
+    layers = spec.get("layers") if isinstance(spec, dict) else None
+    if data.preparation.recipe != "resize" or not isinstance(layers, list) or (
+            layers and isinstance(layers[0], dict) and layers[0].get("type") == "Normalize"):
+        return spec
+    mean, std = channel_statistics(data.x_train)
+    return {**spec, "layers": [{"type": "Normalize", "mean": mean, "std": std}, *layers]}
 
 def _announce(run, quiet):
     if quiet:

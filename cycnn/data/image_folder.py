@@ -9,18 +9,22 @@ Two layouts are accepted:
   ``cycnn train`` and ``cycnn evaluate`` see the same split on every run and machine.
 
 Class names are the subfolder names, sorted; labels are their indices. A name must be printable text of at most
-``cycnn.nn.sequential.MAX_CLASS_NAME`` characters (``check_class_name``): tables, messages and reports print it. Images are PNG or JPEG
-files (by suffix, any case); other files and hidden files are ignored. Each image goes through
-``cycnn.data.images.prepare_digit`` (gray, ink made light on dark, cropped, scaled into 20x20, centred by mass in
-28x28) and is stored as uint8, like MNIST.
+``cycnn.nn.sequential.MAX_CLASS_NAME`` characters (``check_class_name``): tables, messages and reports print it.
+Images are PNG or JPEG files (by suffix, any case); other files and hidden files are ignored.
+
+Each image is prepared by one of ``cycnn.data.preparation``'s recipes and stored as uint8: a folder of gray
+pictures the digit way (gray, ink light on dark, cropped, scaled into 20x20, centred by mass in 28x28, like MNIST),
+a folder with any colour picture resized whole, in colour (3 channels; its gray pictures get three equal channels),
+unless the caller chooses (``prepare``, ``image_size``, ``grayscale``). Pictures may be of any size and mode.
 """
 import os
 
 import numpy as np
 
+from cycnn.data.images import load_rgb
+from cycnn.data.preparation import DEFAULT_SIZE, DIGIT, Preparation, is_colour
 from cycnn.errors import DataError
 from cycnn.nn.sequential import check_class_name
-from cycnn.data.images import prepare_digit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEST_FRACTION = 0.2
@@ -68,12 +72,34 @@ def _holdout(files, fraction, rng):
     return [files[i] for i in sorted(order[n_test:])], [files[i] for i in sorted(order[:n_test])]
 
 
-def _prepare(entries):
-    """[(path, label)] -> (uint8 images (N, 28, 28), int64 labels (N,))."""
-    images = np.empty((len(entries), 28, 28), dtype=np.uint8)
+def _prepare(entries, preparation):
+    """[(path, label)] -> (uint8 images (N, H, W) for one channel or (N, 3, H, W), int64 labels (N,))."""
+    shape = preparation.input_shape if preparation.channels == 3 else preparation.input_shape[1:]
+    images = np.empty((len(entries), *shape), dtype=np.uint8)
     for k, (path, _) in enumerate(entries):
-        images[k] = np.rint(prepare_digit(path) * 255)
+        x = preparation.prepare(path)
+        images[k] = np.rint((x if preparation.channels == 3 else x[0]) * 255)
     return images, np.array([label for _, label in entries], dtype=np.int64)
+
+
+def choose_preparation(paths, prepare=None, image_size=None, grayscale=False):
+    """The recipe for these pictures: ``prepare`` ("digit" or "resize") if given, else the digit recipe for gray
+    pictures (unless a size or ``grayscale`` asks for a resize) and a resize for the rest; colour (3 channels) if
+    any picture is in colour and ``grayscale`` is not set (the pictures are looked at until one in colour is
+    found)."""
+    if prepare == "digit":
+        if image_size not in (None, (28, 28)):
+            raise DataError("the digit preparation makes 28x28 images; drop --image-size or use --prepare resize")
+        return DIGIT
+    colour = False
+    for path in paths if not grayscale else ():
+        colour = is_colour(load_rgb(path))
+        if colour:
+            break
+    height, width = image_size or DEFAULT_SIZE
+    if prepare is None and not colour and image_size is None and not grayscale:
+        return DIGIT
+    return Preparation("resize", 3 if colour else 1, height, width)
 
 
 def split_files(directory, test_fraction=TEST_FRACTION):
@@ -108,7 +134,12 @@ def split_files(directory, test_fraction=TEST_FRACTION):
     return class_names, train, test
 
 
-def load_image_folder(directory, test_fraction=TEST_FRACTION):
-    """Load an image-folder dataset: returns (x_train, y_train, x_test, y_test, class_names), images uint8."""
+def load_image_folder(directory, test_fraction=TEST_FRACTION, prepare=None, image_size=None, grayscale=False,
+                      preparation=None):
+    """Load an image-folder dataset: returns (x_train, y_train, x_test, y_test, class_names, preparation), images
+    uint8; ``preparation`` (a ``Preparation``: a model's, to evaluate it on the folder) is how they are made, else
+    chosen by ``choose_preparation``."""
     class_names, train, test = split_files(directory, test_fraction)
-    return (*_prepare(train), *_prepare(test), class_names)
+    if preparation is None:
+        preparation = choose_preparation([p for p, _ in train + test], prepare, image_size, grayscale)
+    return (*_prepare(train, preparation), *_prepare(test, preparation), class_names, preparation)

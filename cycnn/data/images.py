@@ -29,6 +29,18 @@ LINE_THICKNESS = 0.04  # ... if its band is at most this fraction of the height 
 
 def load_image(path_or_bytes, name=None):
     """Open and decode an image file into a float grayscale array in [0, 1] (H, W); ImageError if it can't."""
+    return _decode(path_or_bytes, name, _to_gray)
+
+
+def load_rgb(path_or_bytes, name=None):
+    """Open and decode an image file into a float RGB array in [0, 1] (H, W, 3) (grayscale files as three equal
+    channels); ImageError if it can't."""
+    return _decode(path_or_bytes, name, _to_rgb)
+
+
+def _decode(path_or_bytes, name, convert):
+    """The checks every decoded image passes (size before decoding, one frame, EXIF rotation, a bounded side), then
+    ``convert(img, name)``."""
     in_memory = isinstance(path_or_bytes, (bytes, bytearray))
     name = name or ("image" if in_memory else os.fspath(path_or_bytes))
     source = io.BytesIO(path_or_bytes) if in_memory else path_or_bytes
@@ -48,7 +60,7 @@ def load_image(path_or_bytes, name=None):
                 img = ImageOps.exif_transpose(img)  # phone photos are often stored rotated
                 if max(img.size) > MAX_SIDE:  # a digit ends up 20 pixels tall: spare the float copies of 49 Mpx
                     img.thumbnail((MAX_SIDE, MAX_SIDE))
-                return _to_gray(img, name)
+                return convert(img, name)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -89,6 +101,23 @@ def _to_gray(img, name):
         paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(paper, img)
     return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+
+
+def _to_rgb(img, name):
+    """Any mode to RGB in [0, 1] (H, W, 3); transparency shows as white, 16-bit and float images are stretched to
+    their own range as in ``_to_gray`` (one channel, repeated)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L", "1", "LA", "La") or (img.mode == "P" and _gray_palette(img)):
+        gray = _to_gray(img, name)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode in ("P", "PA", "RGBA", "RGBa") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
+    return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def _gray_palette(img):
+    palette = img.getpalette() or []
+    return all(palette[k] == palette[k + 1] == palette[k + 2] for k in range(0, len(palette) - 2, 3))
 
 
 def mnist_style(gray, name="image", stretch=True):
@@ -195,13 +224,3 @@ def prepare_digit(source, name=None):
     """An image file (a path, or its bytes) preprocessed the MNIST way: (28, 28) float32 in [0, 1]."""
     name = name or ("image" if isinstance(source, (bytes, bytearray)) else os.fspath(source))
     return mnist_style(load_image(source, name), name=name)
-
-
-def prepare_for_model(source, input_shape, name=None):
-    """An image file (a path, or its bytes) as one model input (C, H, W): the MNIST recipe for 28x28 grayscale
-    models."""
-    if tuple(input_shape) != (1, 28, 28):
-        shown = name or ("image" if isinstance(source, (bytes, bytearray)) else os.fspath(source))
-        raise ImageError(f"{shown}: this model takes {tuple(input_shape)} inputs; image files are prepared for "
-                         "1x28x28")
-    return prepare_digit(source, name)[None]

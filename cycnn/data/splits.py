@@ -5,6 +5,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from cycnn.data.preparation import DIGIT, Preparation
 from cycnn.errors import ConfigError, DataError
 
 # The validation hold-out's generator is seeded by (seed, this): independent of every stream the trainer draws.
@@ -23,6 +24,7 @@ class TrainingData(NamedTuple):
     class_names: Optional[list]
     num_classes: int
     fingerprint: str
+    preparation: Preparation = DIGIT  # how an image file becomes one of these images
 
 
 def fingerprint(images, labels):
@@ -53,7 +55,7 @@ def training_data(dataset, limit=None, val_split=0.0, seed=0):
     num_classes = (len(dataset.class_names) if dataset.class_names is not None
                    else int(max(y_train.max(), dataset.y_test.max())) + 1)
     return TrainingData(x_train, y_train, x_val, y_val, dataset.x_test, dataset.y_test, dataset.class_names,
-                        num_classes, fingerprint(x_train, y_train))
+                        num_classes, fingerprint(x_train, y_train), getattr(dataset, "preparation", DIGIT))
 
 
 def _check_labels(dataset, y_train):

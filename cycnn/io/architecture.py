@@ -167,16 +167,21 @@ def _nesting_exceeds(value, limit):
 
 
 def stack(conv_channels=(32, 64), kernel_sizes=(3,), pool_size=2, dense_units=(128,), dropouts=(0.2,),
-          padding=0, input_shape=(1, 28, 28), num_classes=10):
-    """Describe a conv stack: per conv layer a Conv (ReLU) + MaxPool block, then Flatten, hidden Dense (ReLU)
-    layers each followed by its Dropout (skipped at 0), and the output Dense layer. A single kernel size or
-    dropout rate applies to every layer; the defaults describe the reference network."""
+          padding=0, input_shape=(1, 28, 28), num_classes=10, conv_dropouts=()):
+    """Describe a conv stack: per conv layer a Conv (ReLU) + MaxPool block, followed by its Dropout if
+    ``conv_dropouts`` gives one (after the pooling, so that the conv + ReLU + pool step stays fused), then Flatten,
+    hidden Dense (ReLU) layers each followed by its Dropout (skipped at 0), and the output Dense layer. A single
+    kernel size or dropout rate applies to every layer; the defaults describe the reference network."""
     conv_channels, kernel_sizes = list(conv_channels), list(kernel_sizes)
-    dense_units, dropouts = list(dense_units), list(dropouts)
+    dense_units, dropouts, conv_dropouts = list(dense_units), list(dropouts), list(conv_dropouts)
     if len(kernel_sizes) == 1 and len(conv_channels) > 1:
         kernel_sizes *= len(conv_channels)
     if len(kernel_sizes) != len(conv_channels):
         raise ConfigError(f"{len(conv_channels)} conv layers but {len(kernel_sizes)} kernel sizes")
+    if len(conv_dropouts) == 1 and len(conv_channels) > 1:
+        conv_dropouts *= len(conv_channels)
+    if conv_dropouts and len(conv_dropouts) != len(conv_channels):
+        raise ConfigError(f"{len(conv_channels)} conv blocks but {len(conv_dropouts)} conv dropout rates")
     if len(dropouts) == 1 and len(dense_units) > 1:
         dropouts *= len(dense_units)
     if dense_units and len(dropouts) != len(dense_units):
@@ -185,12 +190,14 @@ def stack(conv_channels=(32, 64), kernel_sizes=(3,), pool_size=2, dense_units=(1
         raise ConfigError(f"the pool size must be a positive integer (1 for no pooling), received {pool_size!r}")
     layers = []
     channels = input_shape[0]
-    for width, k in zip(conv_channels, kernel_sizes):
+    for block, (width, k) in enumerate(zip(conv_channels, kernel_sizes)):
         layers.append({"type": "Conv2D", "in_channels": channels, "out_channels": width, "kernel_size": [k, k],
                        "stride": 1, "padding": padding, "activation": "relu"})
         if pool_size > 1:
             layers.append({"type": "MaxPool2D", "pool_size": [pool_size, pool_size],
                            "stride": [pool_size, pool_size]})
+        if conv_dropouts and conv_dropouts[block]:
+            layers.append({"type": "Dropout", "p": conv_dropouts[block]})
         channels = width
     layers.append({"type": "Flatten"})
     features = _flat_features(layers, input_shape)

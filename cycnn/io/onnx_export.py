@@ -15,7 +15,7 @@ import numpy as np
 
 from cycnn.version import __version__
 from cycnn.errors import ArchitectureError, ConfigError, CycnnError
-from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, Normalize, ReLU
 from cycnn.io.atomic import write_atomic
 
 MIN_OPSET = 13
@@ -74,6 +74,12 @@ def _add_layer(graph, i, layer, x):
                                 graph.constant(f"{prefix}.b", layer.params["b"])], prefix)
     elif isinstance(layer, Dropout):
         return x
+    elif isinstance(layer, Normalize):
+        shape = (1, len(layer.mean), 1, 1)
+        x = graph.node("Sub", [x, graph.constant(f"{prefix}.mean", np.asarray(layer.mean, np.float32).reshape(shape))],
+                       f"{prefix}_sub")
+        return graph.node("Div", [x, graph.constant(f"{prefix}.std", np.asarray(layer.std, np.float32).reshape(shape))],
+                          prefix)
     else:
         raise ArchitectureError(f"layer {i} ({type(layer).__name__}): no ONNX equivalent is known for this layer")
     if getattr(layer, "activation", None) == "relu":

@@ -238,8 +238,7 @@ class MaxPool2D(Layer):
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ArchitectureError(f"MaxPool2D expects (channels, height, width) input, "
-                                    f"received {tuple(input_shape)}")
+            raise ArchitectureError(f"MaxPool2D expects (channels, height, width) input, received {tuple(input_shape)}")
         c, h, w = input_shape
         (ph, pw), (sh, sw) = self.pool_size, self.stride
         if ph > h or pw > w:
@@ -349,6 +348,44 @@ class Dropout(Layer):
         return F.dropout_backward(np.asarray(dy, dtype=self.dtype), cache), {}
 
 
+class Normalize(Layer):
+    """(x - mean) / std per input channel: the training set's statistics, kept in the model so that every
+    prepared image is scaled as the training images were (and the ONNX export does the same). No weights."""
+
+    def __init__(self, mean, std, dtype=np.float32):
+        super().__init__(dtype)
+        self.mean, self.std = _channel_values(mean), _channel_values(std)
+        if self.mean is None or self.std is None or len(self.mean) != len(self.std) or min(self.std) <= 0:
+            raise ConfigError(f"Normalize takes one finite mean and one positive std per channel (lists), received "
+                              f"mean={mean!r:.80} std={std!r:.80}")
+
+    def get_config(self):
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    def output_shape(self, input_shape):  # (C, H, W) with the channels it holds statistics for
+        if len(input_shape) != 3 or input_shape[0] != len(self.mean):
+            raise ArchitectureError(f"Normalize holds {len(self.mean)} channel(s); its input is {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def _scale(self):
+        shape = (1, len(self.mean), 1, 1)
+        return np.reshape(self.mean, shape).astype(self.dtype), np.reshape(self.std, shape).astype(self.dtype)
+
+    def apply(self, x, workspace=None, training=False):
+        mean, std = self._scale()
+        return (self.check_input(x) - mean) / std, True  # (nothing to keep: the gradient is dy / std)
+
+    def apply_backward(self, dy, cache, input_grad=True):
+        return self._gradient(dy) / self._scale()[1], {}
+
+
+def _channel_values(values):
+    """A list of 1 to 4,096 finite numbers (one per channel), or None."""
+    ok = isinstance(values, (list, tuple)) and 1 <= len(values) <= 4096 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    return [float(v) for v in values] if ok else None
+
+
 def _placeholders(shapes, dtype):
     """Read-only zero arrays of these shapes that take no memory (broadcast views of one zero): the parameters of a
     layer built to be filled by a loader, so that building a large layer costs nothing before its file is read."""
@@ -360,4 +397,4 @@ def _placeholders(shapes, dtype):
     return {name: np.broadcast_to(zero, shape) for name, shape in shapes.items()}
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, ReLU, Flatten, Dense, Dropout)}
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, ReLU, Flatten, Dense, Dropout, Normalize)}

@@ -174,12 +174,18 @@ class Sequential:
 
         The input image's gradient is only computed (and returned) when ``input_grad`` is True.
         """
-        self.layers[0].input_grad = input_grad
+        # Below the first layer with weights (the convolution after a Normalize) no gradient is needed, unless the
+        # input's is: those steps are skipped, and that layer computes no input gradient.
+        weighted = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        for i, layer in enumerate(self.layers):
+            layer.input_grad = input_grad or i > weighted
         grad = dlogits
         for first, count, op in reversed(self.steps):
+            if first < weighted and not input_grad:
+                break
             start = time.perf_counter() if self._step_hooks else 0.0
             if op is not None:
-                grad = op.backward(grad, input_grad=first > 0 or input_grad)
+                grad = op.backward(grad, input_grad=first > weighted or input_grad)
             else:
                 grad = self.layers[first].backward(grad)
             for hook in self._step_hooks:

@@ -146,7 +146,7 @@ class TrainingRun:
             summary.update(reached or {"time_to_target_s": None, "target_accuracy": self.target.target})
         save_model(self.model, self.settings.out, metadata={
             "test_accuracy": test_acc, "test_loss": test_loss, "train": self.settings.to_dict(),
-            "history": state.history})
+            "history": state.history, "preparation": data.preparation.to_dict()})
         return summary
 
     def _train(self):
@@ -208,5 +208,6 @@ def _check_resumed_data(checkpoint, settings, data_dir, dataset):
 
 
 def _split(settings):
-    dataset = load_data(settings.data_dir, settings.dataset)
+    size = tuple(settings.image_size) if settings.image_size else None
+    dataset = load_data(settings.data_dir, settings.dataset, settings.prepare, size, settings.grayscale)
     return training_data(dataset, settings.limit_train, settings.val_split, settings.seed)

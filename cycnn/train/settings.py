@@ -59,8 +59,12 @@ class RunSettings:
     augment: bool = False
     max_degrees: float = 10.0
     max_shift: float = 2.0
+    flip: bool = False
     data_dir: Optional[str] = None
     dataset: Optional[str] = None
+    prepare: Optional[str] = None
+    image_size: Optional[list] = None
+    grayscale: bool = False
     limit_train: Optional[int] = None
     val_split: float = 0.0
     data_sha256: Optional[str] = None
@@ -80,8 +84,16 @@ class RunSettings:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}")
         _integer("seed", self.seed, 0, MAX_SEED)
-        if not isinstance(self.augment, bool):
-            raise ConfigError(f"augment must be true or false, received augment={self.augment!r}")
+        for name in ("augment", "flip", "grayscale"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, received {name}={getattr(self, name)!r}")
+        if self.prepare not in (None, "digit", "resize"):
+            raise ConfigError(f"prepare must be 'digit' or 'resize', received prepare={self.prepare!r:.40}")
+        if self.image_size is not None:
+            size = list(self.image_size) if isinstance(self.image_size, (list, tuple)) else None
+            if size is None or len(size) != 2:
+                raise ConfigError(f"image_size must be [height, width], received image_size={self.image_size!r:.40}")
+            self.image_size = [_integer("image height", size[0], 4, 1024), _integer("image width", size[1], 4, 1024)]
         self.max_degrees = _real("max_degrees", self.max_degrees, 0, 180)
         self.max_shift = _real("max_shift", self.max_shift, 0, 64)
         for name in ("data_dir", "dataset", "data_sha256", "checkpoint", "log"):
@@ -114,5 +126,6 @@ class RunSettings:
 
 
 # What a checkpoint fixes: a resumed run takes these from the checkpoint, so giving them again is an error.
-RESUME_FIXED = ("epochs", "batch_size", "optimizer", "lr", "lr_schedule", "seed", "augment", "max_degrees",
-                "max_shift", "data_dir", "dataset", "limit_train", "val_split", "data_sha256")
+RESUME_FIXED = ("epochs", "batch_size", "optimizer", "lr", "lr_schedule", "seed", "augment", "flip", "max_degrees",
+                "max_shift", "data_dir", "dataset", "prepare", "image_size", "grayscale", "limit_train", "val_split",
+                "data_sha256")

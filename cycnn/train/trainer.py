@@ -87,7 +87,7 @@ class Trainer:
         s = self.settings
         if s.augment:
             xb = random_affine(xb, np.random.default_rng([s.seed, epoch, step, AUGMENT_STREAM]), s.max_degrees,
-                               s.max_shift)
+                               s.max_shift, s.flip)
         self.model.seed_dropout([s.seed, epoch, step, DROPOUT_STREAM])
         logits = self.model.forward(xb)
         loss = self.loss_fn(logits, yb)

@@ -52,6 +52,10 @@ def _weight_pictures(model, convs, test_images, records):
                       "Each kernel is a small pattern of weights that the layer slides over its input; where the "
                       "input looks like the red part and unlike the blue part, the output is large.",
                       kernel_figure(model, convs[0]))
+    if convs and model.layers[convs[0]].in_channels > 1:
+        yield Picture(f"kernel_grid_layer{convs[0]}", f"The kernels of {layer_label(model, convs[0])}, channel by "
+                      "channel", "One cell per (input channel, output channel) pair: what each kernel weighs in each "
+                      "colour (or input channel) of the picture.", kernel_figure(model, convs[0], grid=True))
     start = initial_model(model, records) if records is not None else None
     if convs and start is not None:
         yield Picture(f"kernels_change_layer{convs[0]}", f"How training changed the kernels of "

@@ -99,8 +99,8 @@ class LiveView(Callback):
         probe_images = np.asarray(probe_images)
         self.probe = to_input(probe_images) if probe_images.dtype == np.uint8 else probe_images
         self.probe_labels = [int(v) for v in probe_labels]
-        shown = np.clip(self.probe, 0, 1).mean(axis=1) if self.probe.shape[1] != 1 else self.probe[:, 0]
-        self.probe_pixels = b64(np.round(shown * 255))
+        shown = self.probe if self.probe.shape[1] == 3 else self.probe.mean(axis=1, keepdims=True)
+        self.probe_pixels = b64(np.round(np.clip(shown, 0, 1) * 255))  # (N, 1 or 3, H, W): gray or colour
         self.curve, self.epochs, self.events = [], [], []
         self.controls, self.shared, self.vitals = controls, shared, Vitals()
         self.status = "starting"
@@ -211,6 +211,7 @@ class LiveView(Callback):
             "curve": self.curve, "epoch_records": self.epochs, "kernels": kernels, "maps": maps, "dense": dense,
             "class_names": model.class_names,
             "probe": {"h": int(self.probe.shape[2]), "w": int(self.probe.shape[3]), "count": len(self.probe),
+                      "channels": 3 if self.probe.shape[1] == 3 else 1,
                       "pixels": self.probe_pixels, "labels": self.probe_labels,
                       "predicted": [int(p.argmax()) for p in probs],
                       "confidence": [round(float(p.max()), 4) for p in probs]},

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from cycnn.nn.layers import Conv2D, Dense, MaxPool2D, ReLU
+from cycnn.nn.layers import Conv2D, Dense, MaxPool2D, Normalize, ReLU
 from cycnn.nn.losses import softmax
 from cycnn.viz.drawing import (MAPS, RIGHT, WEIGHTS, grid_columns, hide_axes, mosaic, percent, show_input,
                                symmetric_limit, top_classes, with_gaps)
@@ -40,11 +40,11 @@ def _activations(model, image):
 
 
 # --- the model's weights ------------------------------------------------------------------------------------
-def kernel_figure(model, index):
-    """The kernels of conv layer ``index``: the first conv layer as one small image per output channel (summed
-    over the input channels if there are several), deeper layers as a grid with one row per input channel and one
-    column per output channel."""
-    if index == conv_layers(model)[0]:
+def kernel_figure(model, index, grid=False):
+    """The kernels of conv layer ``index``: the first conv layer as one small image per output channel (in colour
+    for a colour input; summed over the input channels for any other number), deeper layers (or any with
+    ``grid``) as a grid with one row per input channel and one column per output channel."""
+    if index == conv_layers(model)[0] and not grid:
         return _first_kernels_figure(model, index)
     return _deeper_kernels_figure(model, index)
 
@@ -55,7 +55,8 @@ def _first_kernels_figure(model, index):
     weights = np.asarray(layer.params["W"], dtype=np.float64)
     out_channels, in_channels, kh, kw = weights.shape
     limit = symmetric_limit(weights)
-    tiles = weights.sum(axis=1)
+    colour = in_channels == 3  # a colour kernel as a colour picture: mid-gray is 0, a colour its weights' signs
+    tiles = (weights / limit + 1).transpose(0, 2, 3, 1) / 2 if colour else weights.sum(axis=1)
     columns = min(out_channels, 8 if out_channels <= 32 else 16)
     rows = math.ceil(out_channels / columns)
     figure = Figure(figsize=(1.2 * columns + 1.4, 1.3 * rows + 1.0), layout="constrained")
@@ -64,10 +65,16 @@ def _first_kernels_figure(model, index):
         if k >= out_channels:
             ax.set_visible(False)
             continue
-        shown = ax.imshow(tiles[k], cmap=WEIGHTS, vmin=-limit, vmax=limit, interpolation="nearest")
+        shown = ax.imshow(np.clip(tiles[k], 0, 1) if colour else tiles[k], cmap=None if colour else WEIGHTS,
+                          vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"channel {k}", fontsize=8)
+    if colour:
+        figure.suptitle(f"The kernels of {layer_label(model, index)}: {out_channels} colour kernels of {kh}×{kw}\n"
+                        "(each drawn in the colour it responds to: mid-gray is a weight of 0 in every channel, a "
+                        "bright red pixel a positive red weight, a dark one a negative)", fontsize=11)
+        return figure
     summed = f", summed over its {in_channels} input channels" if in_channels > 1 else ""
     figure.suptitle(f"The kernels of {layer_label(model, index)}: {out_channels} kernels of {kh}×{kw}{summed}"
                     "\n(red: the output rises with the pixel's brightness, blue: it falls)", fontsize=11)
@@ -116,6 +123,7 @@ class _ConvolutionSteps:
     relu: bool
     pool: MaxPool2D | None  # the max-pooling layer that follows, if one does
     pooled: np.ndarray | None  # its output
+    picture: np.ndarray | None  # the image itself when the conv sees it (perhaps normalized): drawn as it is
 
 
 def _convolution_steps(model, image):
@@ -135,8 +143,10 @@ def _convolution_steps(model, image):
     pool = model.layers[pool_at] if pool_at < len(model.layers) else None
     if not isinstance(pool, MaxPool2D):
         pool = None
+    sees_picture = all(isinstance(earlier, Normalize) for earlier in model.layers[:index])
     return _ConvolutionSteps(index, layer, layer_input, before, np.maximum(before, 0) if relu else before, relu,
-                             pool, outputs[pool_at] if pool is not None else None)
+                             pool, outputs[pool_at] if pool is not None else None,
+                             np.asarray(image) if sees_picture else None)
 
 
 def _most_varied_channels(steps, count):
@@ -175,8 +185,8 @@ def _draw_kernel(ax, kernel, limit, channel):
 def _draw_convolution_row(cells, steps, k, kernel_limit, map_limit, positive_max):
     """Channel ``k``'s row, one cell per step; returns the images of the feature map and of the last non-negative
     step (None without one), for the colour bars."""
-    if steps.index == 0:
-        show_input(cells["input"], steps.layer_input)
+    if steps.picture is not None:
+        show_input(cells["input"], steps.picture)
     else:
         cells["input"].imshow(steps.layer_input[0], cmap=MAPS, interpolation="nearest")
         hide_axes(cells["input"])

@@ -77,8 +77,9 @@ def test_an_architecture_written_from_the_reference_builds(tmp_path, capsys):
     code, stdout, _ = run_cli(["layers", "--json"], capsys)
     reference = {layer["type"]: layer for layer in json.loads(stdout)}
     values = {"in_channels": 1, "out_channels": 4, "kernel_size": [3, 3], "stride": 1, "padding": 1,
-              "activation": "relu", "pool_size": 2, "in_features": 4 * 14 * 14, "out_features": 10, "p": 0.25}
-    order = ["Conv2D", "ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
+              "activation": "relu", "pool_size": 2, "in_features": 4 * 14 * 14, "out_features": 10, "p": 0.25,
+              "mean": [0.5], "std": [0.25]}
+    order = ["Normalize", "Conv2D", "ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
     assert sorted(order) == sorted(reference)
     tables = []
     for name in order:

@@ -51,8 +51,8 @@ def shapes_dir(tmp_path_factory):
 
 # --- image folders -------------------------------------------------------------------------------------------------
 def test_image_folder_holds_out_a_fixed_fifth_of_each_class(shapes_dir):
-    x_train, y_train, x_test, y_test, names = image_folder.load_image_folder(shapes_dir)
-    assert names == list(SHAPES)
+    x_train, y_train, x_test, y_test, names, preparation = image_folder.load_image_folder(shapes_dir)
+    assert names == list(SHAPES) and preparation.recipe == "digit"  # gray pictures: the digit recipe
     assert x_train.dtype == np.uint8 and x_train.shape == (96, 28, 28) and x_test.shape == (24, 28, 28)
     assert np.bincount(y_train).tolist() == [32, 32, 32] and np.bincount(y_test).tolist() == [8, 8, 8]
     assert x_train.max() == 255 and x_train[:, 0, :].max() == 0  # MNIST-style: light ink, dark empty border
@@ -67,7 +67,7 @@ def test_image_folder_holds_out_a_fixed_fifth_of_each_class(shapes_dir):
 
 def test_image_folder_preprocesses_like_predict(shapes_dir):
     from cycnn.data.images import prepare_digit
-    x_train, _, x_test, _, _ = image_folder.load_image_folder(shapes_dir)
+    x_train, _, x_test, _, _, _ = image_folder.load_image_folder(shapes_dir)
     first = np.rint(prepare_digit(shapes_dir / "circle" / "circle_000.png") * 255).astype(np.uint8)
     assert any(np.array_equal(first, img) for img in np.concatenate([x_train, x_test]))
 
@@ -77,7 +77,7 @@ def test_train_and_test_subfolders_are_used_as_given(tmp_path):
     make_folder(tmp_path / "test", per_class=2, seed=2, fmt="jpg")
     (tmp_path / "train" / "circle" / "notes.txt").write_text("not an image")
     (tmp_path / "train" / "circle" / ".hidden.png").write_bytes(b"ignored")
-    x_train, y_train, x_test, y_test, names = datasets.load_data(tmp_path)
+    x_train, y_train, x_test, y_test, names, _ = datasets.load_data(tmp_path)
     assert names == list(SHAPES)
     assert len(x_train) == 15 and len(x_test) == 6
     assert np.bincount(y_test).tolist() == [2, 2, 2]

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 import cycnn
 from cli_runner import assert_one_line_error, run_cli
 from cycnn.data.datasets import to_input
-from cycnn.data.images import prepare_for_model
+from cycnn.data.preparation import DIGIT
 from cycnn.errors import CycnnError
 from cycnn.io.model_file import save_model
 from cycnn.nn.layers import Conv2D, Dense, Flatten, MaxPool2D
@@ -140,7 +140,7 @@ def test_drawn_and_uploaded_images_read_as_their_digits(server, trained, draw_di
         answer = predict(server, body, content_type)
         check_answer(answer, trained)
         assert answer["label"] == label, (content_type, answer["probabilities"])
-        expected = trained.predict_proba(prepare_for_model(body, (1, 28, 28))[None])[0]
+        expected = trained.predict_proba(DIGIT.prepare(body)[None])[0]
         np.testing.assert_allclose(answer["probability_list"], expected, rtol=1e-4, atol=1e-6)
 
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from cycnn.data.images import prepare_for_model
+from cycnn.data.preparation import for_model
 from cycnn.nn.layers import Conv2D, Dense, MaxPool2D
 from cycnn.viz import assets
 from cycnn.viz.explore import analysis, transform
@@ -130,7 +130,7 @@ class Explorer:
         if not request.body:
             raise ApiError(400, 'empty body: send a PNG or JPEG image, or JSON {"pixels": [[...]]}')
         if request.content_type in IMAGE_TYPES:
-            return prepare_for_model(request.body, self.model.input_shape, name="the image")
+            return for_model(self.model).prepare(request.body, name="the image")
         if request.content_type != "application/json":
             raise ApiError(415, f"Content-Type {request.content_type or 'none'!r}: send image/png, image/jpeg, "
                                 "application/octet-stream or application/json")

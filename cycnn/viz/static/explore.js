@@ -500,7 +500,9 @@ async function showCell(i, j) {
     const g = await api(`/api/test-images?indices=${shown.join(",")}`), [c, h, w] = g.shape;
     for (const im of g.images) {
       const fig = document.createElement("figure"), canvas = document.createElement("canvas");
-      levelsCanvas(canvas, bytes(im.data).subarray(0, h * w), w, h, LUTS.ink);
+      if (c === 1) levelsCanvas(canvas, bytes(im.data), w, h, LUTS.ink);  // a digit as ink on paper
+      else { const colour = inputCanvas({ shape: g.shape, data: im.data }); canvas.width = w; canvas.height = h;
+        canvas.getContext("2d").drawImage(colour, 0, 0); }
       const cap = document.createElement("figcaption"); cap.textContent = `#${im.index}`;
       fig.append(canvas, cap); fig.title = `test image ${im.index}: explore it`; fig.dataset.index = im.index;
       fig.onclick = () => loadTest(`index=${im.index}`); box.append(fig);

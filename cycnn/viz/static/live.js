@@ -42,13 +42,22 @@ function drawBatch(d) {
   const [ctx] = fit(canvas); ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center";
   for (let i = 0; i < n; i++) {
     const x = (i % cols) * cell + (cell - p.w * scale) / 2, y = Math.floor(i / cols) * rowHeight + 16;
-    tile(ctx, pixels.subarray(i * p.h * p.w, (i + 1) * p.h * p.w), p.w, p.h, x, y, scale, LUTS.ink);
+    picture(ctx, pixels, i, p, x, y, scale);
     const right = p.predicted[i] === p.labels[i];
     ctx.strokeStyle = ctx.fillStyle = right ? GREEN : RED; ctx.lineWidth = right ? 1 : 3;
     ctx.strokeRect(x, y, p.w * scale, p.h * scale);
     ctx.fillText(`${d.class_names[p.predicted[i]]}  ${Math.round(100 * p.confidence[i])}%`, x + p.w * scale / 2, y - 4);
     if (!right) ctx.fillText(`true ${d.class_names[p.labels[i]]}`, x + p.w * scale / 2, y + p.h * scale + 14);
   }
+}
+function picture(ctx, pixels, i, p, x, y, scale) {  // probe image i: gray as ink on paper, colour as it is
+  const n = p.h * p.w, channels = p.channels || 1;
+  if (channels === 1) return tile(ctx, pixels.subarray(i * n, (i + 1) * n), p.w, p.h, x, y, scale, LUTS.ink);
+  const img = new ImageData(p.w, p.h), base = i * 3 * n;
+  for (let k = 0; k < n; k++) { for (let c = 0; c < 3; c++) img.data[4 * k + c] = pixels[base + c * n + k];
+    img.data[4 * k + 3] = 255; }
+  const off = document.createElement("canvas"); off.width = p.w; off.height = p.h; off.getContext("2d").putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false; ctx.drawImage(off, x, y, p.w * scale, p.h * scale);
 }
 function drawMaps(d) {
   const box = document.getElementById("maps"); box.replaceChildren();
@@ -57,7 +66,7 @@ function drawMaps(d) {
   const cap = document.createElement("figcaption");
   cap.textContent = `probe: test image (label ${d.class_names[p.labels[0]]})`;
   fig.append(cap); box.append(fig);
-  const [ctx] = fit(c); tile(ctx, bytes(p.pixels).subarray(0, p.h * p.w), p.w, p.h, 0, 0, 4, LUTS.ink);
+  const [ctx] = fit(c); picture(ctx, bytes(p.pixels), 0, p, 0, 0, 4);
   for (const m of d.maps) {
     const f = document.createElement("figure"), canvas = document.createElement("canvas"), data = bytes(m.data);
     const cols = Math.ceil(Math.sqrt(m.shown * 2)), rows = Math.ceil(m.shown / cols);
