@@ -11,7 +11,7 @@ import typer
 from cycnn.cli.common import THREADS_HELP, float_list, int_list, setup_threads
 from cycnn.data.datasets import input_shape_of
 from cycnn.data.preparation import channel_statistics
-from cycnn.errors import ConfigError, Interrupted, TrainingDiverged
+from cycnn.errors import ArchitectureError, ConfigError, Interrupted, TrainingDiverged
 from cycnn.io import architecture
 from cycnn.train.run import TrainingRun
 from cycnn.train.settings import RESUME_FIXED, RunSettings
@@ -153,9 +153,22 @@ def _size(text):
 
 
 def _architecture(flags, data):
-    """The description to train: the --arch file, the layer flags (unset ones take ``architecture.stack``'s
-    defaults, the reference network's values), or with neither the reference network's file fitted to the data's
-    image size and classes."""
+    """The description to train (see ``_layers``), with a first Normalize layer for resized pictures; a network
+    that the pictures are too small for says so, with the flag that changes their size."""
+    try:
+        spec = _layers(flags, data)
+    except ArchitectureError as exc:
+        if data.preparation.recipe != "resize":
+            raise
+        h, w = data.preparation.height, data.preparation.width
+        raise ArchitectureError(f"{exc}: {h}x{w} pictures are too small for this network; give a larger "
+                                "--image-size (or fewer or smaller layers)") from None
+    return _with_normalization(spec, data)
+
+
+def _layers(flags, data):
+    """The --arch file, the layer flags (unset ones take ``architecture.stack``'s defaults, the reference
+    network's values), or with neither the reference network's file fitted to the data's image size and classes."""
     input_shape = input_shape_of(data.x_train)
     given = {name: value for name, value in flags.items() if value is not None}
     if "arch" in given:
@@ -181,7 +194,7 @@ def _architecture(flags, data):
             raise ConfigError(f"the architecture outputs {outputs} scores but the dataset has "
                               f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
         spec = {**spec, "class_names": list(data.class_names)}
-    return _with_normalization(spec, data)
+    return spec
 
 
 def _with_normalization(spec, data):
