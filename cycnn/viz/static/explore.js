@@ -95,11 +95,12 @@ async function loadTest(query) {
 $("test-load").onclick = () => loadTest(`index=${encodeURIComponent($("test-index").value)}`);
 $("test-random").onclick = () => loadTest("pick=random");
 $("test-mistake").onclick = () => loadTest("pick=mistake");
-function pixelCanvas(pixels, shape, paper) {  // nested [0, 1] pixels -> a canvas (dark ink on white if ``paper``)
+function pixelCanvas(pixels, shape, paper) {  // nested [0, 1] pixels -> a canvas (a gray digit as ink on paper)
   const [c, h, w] = shape, canvas = document.createElement("canvas"); canvas.width = w; canvas.height = h;
   const img = new ImageData(w, h), at = (k, y, x) => c === 1 ? pixels[y][x] : pixels[k][y][x];
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) { const i = 4 * (y * w + x);
-    for (let k = 0; k < 3; k++) { const v = Math.round(255 * at(c === 1 ? 0 : k, y, x)); img.data[i + k] = paper ? 255 - v : v; }
+    for (let k = 0; k < 3; k++) { const v = Math.round(255 * at(c === 1 ? 0 : k, y, x));
+      img.data[i + k] = paper && c === 1 ? 255 - v : v; }
     img.data[i + 3] = 255; }
   canvas.getContext("2d").putImageData(img, 0, 0); return canvas;
 }
@@ -494,8 +495,10 @@ function drawConfusion(c) {
 }
 async function showCell(i, j) {
   const names = state.model.class_names, indices = state.confusion.cells[i][j], shown = indices.slice(0, 120);
-  const box = $("gallery"); box.replaceChildren(`${indices.length} images of ${names[i]} read as ${names[j]}` +
-    (indices.length > shown.length ? ` (the first ${shown.length})` : "") + ": ");
+  const box = $("gallery"), title = document.createElement("p"); title.className = "note";
+  title.textContent = `${indices.length} images of ${names[i]} read as ${names[j]}` +
+    (indices.length > shown.length ? ` (the first ${shown.length})` : "") + ":";
+  box.replaceChildren(title);
   try {
     const g = await api(`/api/test-images?indices=${shown.join(",")}`), [c, h, w] = g.shape;
     for (const im of g.images) {
