@@ -9,7 +9,6 @@ import math
 
 from cycnn.errors import TrainingDiverged
 from cycnn.train.checkpoint import save_checkpoint
-from cycnn.train.evaluation import evaluate
 
 
 class Callback:
@@ -129,7 +128,7 @@ class TargetAccuracy(Callback):
         self.reached = None
 
     def on_epoch_end(self, trainer, record):
-        record["test_loss"], record["test_accuracy"] = evaluate(trainer.model, self.x_test, self.y_test)
+        record["test_loss"], record["test_accuracy"] = trainer.evaluate(self.x_test, self.y_test)
         trainer.model.train()
         if self.reached is None and record["test_accuracy"] >= self.target:
             self.reached = {"time_to_target_s": trainer.state.train_seconds, "target_epoch": record["epoch"],

@@ -84,19 +84,40 @@ class Trainer:
     def train_step(self, xb, yb, epoch, step):
         """One forward, backward and update; returns (loss, number correct). A non-finite loss stops the run
         before it can reach the weights."""
-        s = self.settings
-        if s.augment:
-            xb = random_affine(xb, np.random.default_rng([s.seed, epoch, step, AUGMENT_STREAM]), s.max_degrees,
-                               s.max_shift, s.flip)
-        self.model.seed_dropout([s.seed, epoch, step, DROPOUT_STREAM])
-        logits = self.model.forward(xb)
-        loss = self.loss_fn(logits, yb)
+        logits, loss = self.forward_step(xb, yb, epoch, step)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
                                    "try a lower learning rate")
         self.model.backward(self.loss_fn.backward())
         self.optimizer.step(self.model.parameters())
         return loss, int((logits.argmax(axis=1) == yb).sum())
+
+    def forward_step(self, xb, yb, epoch, step):
+        """The step's augmentation and dropout masks (drawn from ``generator`` and ``seed_dropout``), forward pass
+        and loss: (logits, loss)."""
+        s = self.settings
+        if s.augment:
+            xb = random_affine(xb, self.generator(epoch, step, AUGMENT_STREAM), s.max_degrees,
+                               s.max_shift, s.flip)
+        self.seed_dropout(epoch, step)
+        logits = self.model.forward(xb)
+        return logits, self.loss_fn(logits, yb)
+
+    def generator(self, epoch, step, stream):
+        """The generator of one stream of step ``step`` of ``epoch``: seeded by (seed, epoch, step, stream)."""
+        return np.random.default_rng([self.settings.seed, epoch, step, stream])
+
+    def seed_dropout(self, epoch, step):
+        """Seed the dropout masks of step ``step`` of ``epoch`` from (seed, epoch, step)."""
+        self.model.seed_dropout([self.settings.seed, epoch, step, DROPOUT_STREAM])
+
+    def batch(self, x_train, y_train, idx):
+        """The images (as network input) and labels this process trains on for the batch ``idx``."""
+        return to_input(x_train[idx]), y_train[idx]
+
+    def evaluate(self, images, labels):
+        """(mean cross-entropy, accuracy) of the model on ``images`` (validation, a target's test)."""
+        return evaluate(self.model, images, labels)
 
     def fit(self, x_train, y_train, x_val=None, y_val=None):
         """Train until the settings' epochs are done or ``stop_requested`` is set; returns the state."""
@@ -130,7 +151,7 @@ class Trainer:
                   "train_accuracy": state.epoch_correct / seen, "wall_s": time.perf_counter() - epoch_start,
                   "train_seconds": state.train_seconds}
         if x_val is not None and len(x_val):
-            record["val_loss"], record["val_accuracy"] = evaluate(self.model, x_val, y_val)
+            record["val_loss"], record["val_accuracy"] = self.evaluate(x_val, y_val)
             self.model.train()
         state.history.append(record)
         state.epoch += 1
@@ -149,7 +170,7 @@ class Trainer:
             return
         self.step_observed = self.activations.armed
         start = time.perf_counter()
-        loss, right = self.train_step(to_input(x_train[idx]), y_train[idx], epoch, step)
+        loss, right = self.train_step(*self.batch(x_train, y_train, idx), epoch, step)
         elapsed = time.perf_counter() - start
         state.train_seconds += elapsed
         state.step += 1
