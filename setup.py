@@ -19,7 +19,7 @@ from setuptools import Extension, setup
 # Each kernel module is built into the subpackage that calls it: the layers' kernels into cycnn.nn, the image
 # warp into cycnn.data.
 KERNELS = {"conv": "nn", "pool": "nn", "fused": "nn", "dense": "nn", "activation": "nn", "optim": "nn",
-           "parallel": "nn", "augment": "data"}
+           "parallel": "nn", "plan": "nn", "augment": "data"}
 
 
 def compiler_accepts(flags, source="int main(void){return 0;}\n"):

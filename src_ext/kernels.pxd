@@ -89,6 +89,29 @@ cdef extern from "dense.h":
                                  Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                                  Py_ssize_t N) nogil
 
+cdef extern from "plan.h":
+    enum:
+        PLAN_CONV_GEMM
+        PLAN_CONV_WINOGRAD
+        PLAN_POOL
+        PLAN_RELU
+        PLAN_DENSE
+    ctypedef struct cycnn_plan_op:
+        int kind, relu, pool
+        Py_ssize_t C, H, W, F, KH, KW, stride, pad, OH, OW, ph, pw, sh, sw, PH, PW, Fp
+        Py_ssize_t in_ "in"
+        Py_ssize_t out, cols, rows, padded, tiles, products
+        const void* weight
+        const void* bias
+    int cycnn_plan_run_float(const cycnn_plan_op* ops, int nops, const float* x, Py_ssize_t N,
+                             Py_ssize_t image_size, float* slots, Py_ssize_t slot_size, float* scratch,
+                             Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
+                             float* logits, int threads, int split) nogil
+    int cycnn_plan_run_double(const cycnn_plan_op* ops, int nops, const double* x, Py_ssize_t N,
+                              Py_ssize_t image_size, double* slots, Py_ssize_t slot_size, double* scratch,
+                              Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
+                              double* logits, int threads, int split) nogil
+
 cdef extern from "adam.h":
     void cycnn_adam_float(float* param, const float* grad, float* m, float* v, Py_ssize_t n, float step, float b1,
                           float b2, float eps) nogil
@@ -184,6 +207,18 @@ cdef inline void cycnn_dense_tile(const floating* A, Py_ssize_t ra, Py_ssize_t k
         cycnn_dense_tile_float(A, ra, ka, B, C, r0, R, n0, n1, K, N)
     else:
         cycnn_dense_tile_double(A, ra, ka, B, C, r0, R, n0, n1, K, N)
+
+
+cdef inline int cycnn_plan_run(const cycnn_plan_op* ops, int nops, const floating* x, Py_ssize_t N,
+                               Py_ssize_t image_size, floating* slots, Py_ssize_t slot_size, floating* scratch,
+                               Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
+                               floating* logits, int threads, int split) noexcept nogil:
+    if floating is float:
+        return cycnn_plan_run_float(ops, nops, x, N, image_size, slots, slot_size, scratch, scratch_size,
+                                    logits_at, classes, probs, logits, threads, split)
+    else:
+        return cycnn_plan_run_double(ops, nops, x, N, image_size, slots, slot_size, scratch, scratch_size,
+                                     logits_at, classes, probs, logits, threads, split)
 
 
 cdef inline void cycnn_adam(floating* param, const floating* grad, floating* m, floating* v, Py_ssize_t n,

@@ -8,6 +8,8 @@
 #define CYCNN_OPENMP 0
 static int omp_get_max_threads(void) { return 1; }
 static void omp_set_num_threads(int n) { (void)n; }
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 
 /* Below this many elements of work (or with a single image to share out), a kernel runs on one thread: waking

@@ -31,23 +31,25 @@ static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdi
 /* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi, in the dense kernel's register tiles
    (dense.h: 6 rows x one panel of 4 vectors). F is a multiple of LANES. */
 static void NAME(tile_products)(const REAL *restrict V, const REAL *restrict U, ptrdiff_t rows, ptrdiff_t C,
-                                ptrdiff_t F, REAL *restrict M) {
+                                ptrdiff_t F, ptrdiff_t f0, ptrdiff_t f1, REAL *restrict M) {
     const ptrdiff_t panel = DENSE_VECS * LANES;
     for (int xi = 0; xi < 16; xi++)
-        for (ptrdiff_t n0 = 0; n0 < F; n0 += panel)
+        for (ptrdiff_t n0 = f0; n0 < f1; n0 += panel)
             for (ptrdiff_t r0 = 0; r0 < rows; r0 += DENSE_ROWS)
                 NAME(cycnn_dense_tile)(V + xi * rows * C, C, 1, U + xi * C * F, M + xi * rows * F, r0,
                                        rows - r0 < DENSE_ROWS ? rows - r0 : DENSE_ROWS, n0,
-                                       F - n0 < panel ? F : n0 + panel, C, F);
+                                       f1 - n0 < panel ? f1 : n0 + panel, C, F);
 }
 
 /* The 2x2 convolution outputs A^T m A of every tile in the row, then max and argmax over them (the pooling
-   window), bias and ReLU, written to y / argmax (F x PH x PW, this image). */
+   window), bias and ReLU, written to y / argmax (F x PH x PW, this image) for the channels [f0, f1); argmax may be
+   NULL (inference needs no winners). */
 static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias, ptrdiff_t i, ptrdiff_t PW,
-                              ptrdiff_t F, ptrdiff_t OW, ptrdiff_t PH, REAL *restrict y, int *restrict argmax) {
+                              ptrdiff_t F, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t OW, ptrdiff_t PH, REAL *restrict y,
+                              int *restrict argmax) {
     const ptrdiff_t step = PW * F, plane = PH * PW;
     for (ptrdiff_t j = 0; j < PW; j++) {
-        for (ptrdiff_t f = 0; f < F; f += LANES) {
+        for (ptrdiff_t f = f0; f < f1; f += LANES) {
             const REAL *m = M + j * F + f;
             VEC s[4][2], o[4];
             for (int a = 0; a < 4; a++) { /* columns: m A */
@@ -70,7 +72,7 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
                 const REAL v = best + bias[f + q];
                 const ptrdiff_t at = (f + q) * plane + i * PW + j;
                 y[at] = v > 0 ? v : 0;
-                argmax[at] = (int)((2 * i + where / 2) * OW + 2 * j + where % 2);
+                if (argmax) argmax[at] = (int)((2 * i + where / 2) * OW + 2 * j + where % 2);
             }
         }
     }
@@ -102,12 +104,21 @@ static void NAME(cycnn_winograd_kernel)(const REAL *restrict W, ptrdiff_t F, ptr
     }
 }
 
-/* Tile row i of one image: see winograd.h. V and M are scratch of 16*PW*C and 16*PW*F REALs. */
+/* Tile row i of one image for the output channels [f0, f1) (whole vectors): see winograd.h. V and M are scratch
+   of 16*PW*C and 16*PW*F REALs; argmax may be NULL. */
+static void NAME(cycnn_winograd_tile_row_range)(const REAL *image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
+                                                const REAL *U, const REAL *bias, ptrdiff_t F, ptrdiff_t f0,
+                                                ptrdiff_t f1, ptrdiff_t OW, ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t i,
+                                                REAL *V, REAL *M, REAL *y, int *argmax) {
+    NAME(input_transform)(image, C, HP, WP, i, PW, V);
+    NAME(tile_products)(V, U, PW, C, F, f0, f1, M);
+    NAME(output_pool)(M, bias, i, PW, F, f0, f1, OW, PH, y, argmax);
+}
+
+/* Tile row i of one image, every output channel. */
 static void NAME(cycnn_winograd_tile_row)(const REAL *image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
                                           const REAL *U, const REAL *bias, ptrdiff_t F, ptrdiff_t OW,
                                           ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t i, REAL *V, REAL *M, REAL *y,
                                           int *argmax) {
-    NAME(input_transform)(image, C, HP, WP, i, PW, V);
-    NAME(tile_products)(V, U, PW, C, F, M);
-    NAME(output_pool)(M, bias, i, PW, F, OW, PH, y, argmax);
+    NAME(cycnn_winograd_tile_row_range)(image, C, HP, WP, U, bias, F, 0, F, OW, PH, PW, i, V, M, y, argmax);
 }

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from cycnn.errors import ArchitectureError, ConfigError
-from cycnn.nn import fused
+from cycnn.nn import fused, plan
 from cycnn.nn.losses import softmax
 
 
@@ -233,8 +233,14 @@ class Sequential:
         Any number of images can be passed; they go through the network ``batch_size`` at a time, which keeps the
         im2col buffers small enough to stay in cache (and the process's memory flat) for large inputs. NaN or
         infinite pixels are refused: they would give an answer that looks confident and means nothing.
+
+        Without hooks, the model's compiled inference plan answers (``cycnn.nn.plan``: the whole network in one
+        call, its buffers allocated once); ``batch_size`` then does not matter.
         """
         x = np.asarray(x)
+        answered = plan.answer(self, x)
+        if answered is not None:
+            return answered
         # One sum finds any NaN or infinity (a sum of finite pixels overflows only for absurd values: then look).
         if x.dtype.kind == "f" and not np.isfinite(x.sum()) and not np.isfinite(x).all():
             raise ConfigError("the images hold NaN or infinite pixels; no prediction is meaningful for them")

@@ -149,3 +149,21 @@ def test_the_checked_build_catches_an_out_of_range_index():
     dy, argmax = np.ones((1, 1, 2, 2), np.float32), np.full((1, 1, 2, 2), 16, np.int32)  # past a 4x4 plane
     with pytest.raises(IndexError):
         _pool.maxpool_backward(dy, argmax, np.empty((1, 1, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("threads", MORE_THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [True, False], ids=["split", "images"])
+def test_the_inference_plan_gives_the_same_bits_on_any_thread_count(threads, dtype, split):
+    """The plan's operations are cut among threads by shape alone (rows, channels, columns, images): the same
+    logits on 1, 2 and 3 threads, for every network of tests/nn/test_plan.py (each of its operations)."""
+    from cycnn.nn import plan
+    from test_plan import networks
+    for name, model in networks(dtype):
+        x = np.random.default_rng(4).standard_normal((7, *model.input_shape)).astype(dtype).reshape(7, -1)
+        results = []
+        for count in (1, threads):
+            logits = np.empty((7, model.num_classes), dtype=dtype)
+            assert plan.plan_for(model, count).kernel.run(x, None, logits, split)
+            results.append(logits)
+        assert np.array_equal(*results), f"{name}: the plan's logits differ on {threads} threads"

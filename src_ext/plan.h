@@ -1,0 +1,49 @@
+/* The inference plan: a whole network's forward pass for one image in one call, every buffer allocated once.
+
+   cycnn/nn/plan.py compiles a Sequential into a list of operations (this struct, one per step: a convolution with
+   its bias, ReLU and max-pool fused, a pooling, a ReLU, a dense layer); src_ext/plan.pyx holds them and runs them
+   here without returning to Python. Activations stay NCHW (a dense layer reads the flattened map as it is). Each
+   image's activations live in a "slot" arena and each thread's scratch (im2col columns, GEMM rows, Winograd tiles)
+   in its own arena; offsets into both are fixed when the plan is compiled.
+
+   Threads share the work of one image (split mode: each operation is cut into fixed parts, one per thread, and the
+   threads meet at a barrier between operations) or take whole images each (image mode, for batches). Each output
+   number is computed by the same sequence of operations whichever thread computes it and however many there are:
+   the results do not depend on the thread count.
+
+   - Convolution by im2col + GEMM (PLAN_CONV_GEMM): the thread's share is a range of output rows (of pooled rows,
+     when a max-pool follows: overlapping windows compute their shared convolution rows twice); it copies those
+     rows' patches into its columns (T x P, one row per tap), multiplies them by the transposed weights (T x Fp,
+     zero columns up to a whole vector) in the dense kernel's register tiles (dense.h), then adds the bias, applies
+     the ReLU and the pooling and writes NCHW. The im2col of a layer with few taps is tiny, so this is also the
+     direct convolution.
+   - Winograd F(2x2, 3x3) + ReLU + 2x2 pool (PLAN_CONV_WINOGRAD): winograd.h's tile rows, the thread's share a range
+     of whole vectors of output channels (of tile rows when there are fewer vectors than threads).
+   - PLAN_POOL (a max-pool not fused into a convolution), PLAN_RELU, PLAN_DENSE (the thread's share: whole vectors of
+     output columns; the last thread takes the columns beyond them, one by one). */
+#ifndef CYCNN_PLAN_H
+#define CYCNN_PLAN_H
+#include <math.h>
+#include "dense.h"
+#include "winograd.h"
+#include "omp_shim.h"
+
+enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5 };
+
+typedef struct {
+    int kind;
+    int relu;          /* a ReLU after the bias */
+    int pool;          /* a max-pool after the convolution (PLAN_CONV_*) */
+    ptrdiff_t C, H, W;  /* input per image: channels and map (dense: C = in_features, H = W = 1) */
+    ptrdiff_t F, KH, KW, stride, pad, OH, OW;  /* conv: output channels, kernel, its output map; dense: F = out */
+    ptrdiff_t ph, pw, sh, sw, PH, PW;          /* pooling window, stride, pooled map */
+    ptrdiff_t Fp;      /* PLAN_CONV_GEMM: F rounded up to whole vectors, the GEMM's columns */
+    ptrdiff_t in, out; /* offsets in the slot arena; in < 0: the input image */
+    ptrdiff_t cols, rows, padded, tiles, products;  /* offsets in the thread's scratch arena */
+    const void *weight;  /* GEMM: W^T (T x Fp); Winograd: U (16, C, F); dense: W (C x F) */
+    const void *bias;    /* F numbers */
+} cycnn_plan_op;
+
+#define CYCNN_IMPL "plan_impl.h"
+#include "instantiate.h"
+#endif

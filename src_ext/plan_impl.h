@@ -1,0 +1,277 @@
+/* One precision of the inference plan in plan.h: compiled for float and for double by instantiate.h. */
+
+/* The part [lo, hi) of n items that thread tid of a team takes: fixed by (n, tid, team) alone. */
+static inline void NAME(plan_share)(ptrdiff_t n, int tid, int team, ptrdiff_t *lo, ptrdiff_t *hi) {
+    *lo = n * tid / team;
+    *hi = n * (tid + 1) / team;
+}
+
+/* cols[t][p] (T x P, one row per tap (c, ki, kj)) = the input under tap t of output pixel p, for the output rows
+   [r0, r1) of one image (zero outside it). */
+static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, ptrdiff_t r0, ptrdiff_t r1,
+                              REAL *restrict cols) {
+    const ptrdiff_t H = op->H, W = op->W, S = op->stride, pad = op->pad, OW = op->OW;
+    const ptrdiff_t P = (r1 - r0) * OW;
+    REAL *dst = cols;
+    for (ptrdiff_t c = 0; c < op->C; c++)
+        for (ptrdiff_t ki = 0; ki < op->KH; ki++)
+            for (ptrdiff_t kj = 0; kj < op->KW; kj++) {
+                REAL *row = dst;
+                for (ptrdiff_t oh = r0; oh < r1; oh++, row += OW) {
+                    const ptrdiff_t h = oh * S + ki - pad;
+                    if (h < 0 || h >= H) {
+                        memset(row, 0, OW * sizeof(REAL));
+                        continue;
+                    }
+                    const REAL *src = in + (c * H + h) * W + kj - pad;
+                    if (S == 1 && kj - pad >= 0 && kj - pad + OW <= W) {
+                        memcpy(row, src, OW * sizeof(REAL));
+                        continue;
+                    }
+                    for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                        const ptrdiff_t w = ow * S + kj - pad;
+                        row[ow] = (w >= 0 && w < W) ? in[(c * H + h) * W + w] : 0;
+                    }
+                }
+                dst += P;
+            }
+}
+
+/* rows (P x Fp) = cols^T (P x T) @ weight (T x Fp), in the dense kernel's register tiles. */
+static void NAME(plan_gemm)(const REAL *cols, ptrdiff_t P, ptrdiff_t T, const REAL *weight, ptrdiff_t Fp,
+                            REAL *rows) {
+    const ptrdiff_t panel = DENSE_VECS * LANES;
+    for (ptrdiff_t n0 = 0; n0 < Fp; n0 += panel)
+        for (ptrdiff_t p0 = 0; p0 < P; p0 += DENSE_ROWS)
+            NAME(cycnn_dense_tile)(cols, 1, P, weight, rows, p0, P - p0 < DENSE_ROWS ? P - p0 : DENSE_ROWS, n0,
+                                   Fp - n0 < panel ? Fp : n0 + panel, T, Fp);
+}
+
+/* The pooled outputs of rows [i0, i1): max over each window of the GEMM rows (whose first row is the convolution
+   row r0), then the bias and the ReLU, written NCHW. A vector of channels at a time, compare-and-select. */
+static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict rows, ptrdiff_t r0, ptrdiff_t i0,
+                                 ptrdiff_t i1, REAL *restrict out) {
+    const ptrdiff_t F = op->F, Fp = op->Fp, OW = op->OW, PW = op->PW, plane = op->PH * op->PW;
+    const REAL *bias = (const REAL *)op->bias;
+    for (ptrdiff_t i = i0; i < i1; i++)
+        for (ptrdiff_t j = 0; j < PW; j++) {
+            const ptrdiff_t corner = (i * op->sh - r0) * OW + j * op->sw;
+            for (ptrdiff_t f0 = 0; f0 < F; f0 += LANES) {
+                const REAL *at = rows + corner * Fp + f0;
+                VEC best = NAME(cycnn_load)(at);
+                if (op->ph == 2 && op->pw == 2) { /* the common window, unrolled */
+                    const VEC v1 = NAME(cycnn_load)(at + Fp), v2 = NAME(cycnn_load)(at + OW * Fp);
+                    const VEC v3 = NAME(cycnn_load)(at + (OW + 1) * Fp);
+                    best = NAME(cycnn_select)(v1 > best, v1, best);
+                    best = NAME(cycnn_select)(v2 > best, v2, best);
+                    best = NAME(cycnn_select)(v3 > best, v3, best);
+                } else {
+                    for (ptrdiff_t a = 0; a < op->ph; a++)
+                        for (ptrdiff_t b = 0; b < op->pw; b++) {
+                            const VEC v = NAME(cycnn_load)(at + (a * OW + b) * Fp);
+                            best = NAME(cycnn_select)(v > best, v, best);
+                        }
+                }
+                REAL lanes[LANES];
+                NAME(cycnn_store)(lanes, best);
+                const ptrdiff_t count = F - f0 < LANES ? F - f0 : LANES;
+                for (ptrdiff_t q = 0; q < count; q++) {
+                    REAL v = lanes[q] + bias[f0 + q];
+                    if (op->relu) v = v > 0 ? v : 0;
+                    out[(f0 + q) * plane + i * PW + j] = v;
+                }
+            }
+        }
+}
+
+/* A convolution (+ bias, ReLU, max-pool) by im2col + GEMM, for the thread's rows of one image. */
+static void NAME(plan_conv_gemm)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid,
+                                 int team) {
+    ptrdiff_t r0, r1, i0 = 0, i1 = 0;
+    if (op->pool) {
+        NAME(plan_share)(op->PH, tid, team, &i0, &i1);
+        r0 = i0 * op->sh;
+        r1 = (i1 - 1) * op->sh + op->ph;
+    } else {
+        NAME(plan_share)(op->OH, tid, team, &r0, &r1);
+        i0 = r0;
+        i1 = r1;
+    }
+    if (i0 >= i1) return;
+    const ptrdiff_t P = (r1 - r0) * op->OW, T = op->C * op->KH * op->KW, F = op->F, Fp = op->Fp;
+    REAL *cols = scratch + op->cols, *rows = scratch + op->rows;
+    NAME(plan_im2col)(op, in, r0, r1, cols);
+    NAME(plan_gemm)(cols, P, T, (const REAL *)op->weight, Fp, rows);
+    if (op->pool) {
+        NAME(plan_pool_rows)(op, rows, r0, i0, i1, out);
+        return;
+    }
+    const REAL *bias = (const REAL *)op->bias;
+    const ptrdiff_t plane = op->OH * op->OW, base = r0 * op->OW;
+    for (ptrdiff_t f = 0; f < F; f++) {
+        const REAL b = bias[f];
+        REAL *dst = out + f * plane + base;
+        for (ptrdiff_t p = 0; p < P; p++) {
+            REAL v = rows[p * Fp + f] + b;
+            if (op->relu && v < 0) v = 0;
+            dst[p] = v;
+        }
+    }
+}
+
+/* A 3x3 stride-1 convolution + bias + ReLU + 2x2 max-pool by Winograd F(2x2, 3x3) (winograd.h), for the
+   thread's whole vectors of output channels (or, with fewer vectors than threads, its rows of tiles). */
+static void NAME(plan_conv_winograd)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid,
+                                     int team) {
+    const ptrdiff_t C = op->C, H = op->H, W = op->W, pad = op->pad, F = op->F;
+    const ptrdiff_t HP = H + 2 * pad, WP = W + 2 * pad, vectors = F / LANES;
+    ptrdiff_t f0 = 0, f1 = F, i0 = 0, i1 = op->PH;
+    if (vectors >= team) {
+        NAME(plan_share)(vectors, tid, team, &f0, &f1);
+        f0 *= LANES;
+        f1 *= LANES;
+    } else {
+        NAME(plan_share)(op->PH, tid, team, &i0, &i1);
+    }
+    if (f0 >= f1 || i0 >= i1) return;
+    const REAL *image = in;
+    if (pad > 0) {
+        REAL *padded = scratch + op->padded;
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t h = 0; h < HP; h++) {
+                REAL *row = padded + (c * HP + h) * WP;
+                if (h < pad || h >= H + pad) {
+                    memset(row, 0, WP * sizeof(REAL));
+                    continue;
+                }
+                memset(row, 0, pad * sizeof(REAL));
+                memcpy(row + pad, in + (c * H + h - pad) * W, W * sizeof(REAL));
+                memset(row + pad + W, 0, pad * sizeof(REAL));
+            }
+        image = padded;
+    }
+    for (ptrdiff_t i = i0; i < i1; i++)
+        NAME(cycnn_winograd_tile_row_range)(image, C, HP, WP, (const REAL *)op->weight, (const REAL *)op->bias, F,
+                                            f0, f1, WP - 2, op->PH, op->PW, i, scratch + op->tiles,
+                                            scratch + op->products, out, NULL);
+}
+
+/* A max-pool of its own (NCHW), the thread's channels. Ties go to the first maximum, as in pool.pyx. */
+static void NAME(plan_pool)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
+                            int team) {
+    ptrdiff_t c0, c1;
+    NAME(plan_share)(op->C, tid, team, &c0, &c1);
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        const REAL *plane = in + c * op->H * op->W;
+        for (ptrdiff_t i = 0; i < op->PH; i++)
+            for (ptrdiff_t j = 0; j < op->PW; j++) {
+                const REAL *corner = plane + i * op->sh * op->W + j * op->sw;
+                REAL best = corner[0];
+                for (ptrdiff_t a = 0; a < op->ph; a++)
+                    for (ptrdiff_t b = 0; b < op->pw; b++)
+                        if (corner[a * op->W + b] > best) best = corner[a * op->W + b];
+                out[(c * op->PH + i) * op->PW + j] = best;
+            }
+    }
+}
+
+/* max(x, 0) over the thread's part of the map. */
+static void NAME(plan_relu)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
+                            int team) {
+    ptrdiff_t k0, k1;
+    NAME(plan_share)(op->C * op->H * op->W, tid, team, &k0, &k1);
+    for (ptrdiff_t k = k0; k < k1; k++) out[k] = in[k] > 0 ? in[k] : 0;
+}
+
+/* out = act(in @ W + b) for one image (W is C x F): the thread's whole vectors of columns in the dense kernel's
+   tiles; the last thread also takes the columns beyond the last whole vector, one by one. */
+static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
+                             int team) {
+    const ptrdiff_t K = op->C, F = op->F, whole = F / LANES * LANES, panel = DENSE_VECS * LANES;
+    const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
+    ptrdiff_t v0, v1;
+    NAME(plan_share)(F / LANES, tid, team, &v0, &v1);
+    ptrdiff_t j0 = v0 * LANES, j1 = v1 * LANES;
+    for (ptrdiff_t n0 = j0; n0 < j1; n0 += panel)
+        NAME(cycnn_dense_tile)(in, K, 1, Wt, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel, K, F);
+    if (tid == team - 1) {
+        for (ptrdiff_t j = whole; j < F; j++) {
+            REAL sum = 0;
+            /* One fused multiply-add per term, in order: what the vector kernel (and BLAS) compute. */
+            for (ptrdiff_t k = 0; k < K; k++)
+                sum = sizeof(REAL) == sizeof(float) ? fmaf(in[k], Wt[k * F + j], sum) : fma(in[k], Wt[k * F + j], sum);
+            out[j] = sum;
+        }
+        j1 = F;
+    }
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        const REAL v = out[j] + bias[j];
+        out[j] = (op->relu && v < 0) ? 0 : v;
+    }
+}
+
+/* Every operation of the plan on one image; with a team of threads, each does its part and they meet at a barrier
+   after each operation. */
+static void NAME(plan_image)(const cycnn_plan_op *ops, int nops, const REAL *image, REAL *slot, REAL *scratch,
+                             int tid, int team) {
+    for (int k = 0; k < nops; k++) {
+        const cycnn_plan_op *op = ops + k;
+        const REAL *in = op->in < 0 ? image : slot + op->in;
+        REAL *out = slot + op->out;
+        switch (op->kind) {
+        case PLAN_CONV_GEMM: NAME(plan_conv_gemm)(op, in, out, scratch, tid, team); break;
+        case PLAN_CONV_WINOGRAD: NAME(plan_conv_winograd)(op, in, out, scratch, tid, team); break;
+        case PLAN_POOL: NAME(plan_pool)(op, in, out, tid, team); break;
+        case PLAN_RELU: NAME(plan_relu)(op, in, out, tid, team); break;
+        case PLAN_DENSE: NAME(plan_dense)(op, in, out, tid, team); break;
+        default: break;
+        }
+        if (team > 1) {
+#pragma omp barrier
+        }
+    }
+}
+
+/* probs = softmax(logits) in double precision, the row maximum subtracted first. */
+static void NAME(plan_softmax)(const REAL *logits, ptrdiff_t classes, double *probs) {
+    double top = logits[0], sum = 0;
+    for (ptrdiff_t k = 1; k < classes; k++)
+        if (logits[k] > top) top = logits[k];
+    for (ptrdiff_t k = 0; k < classes; k++) {
+        probs[k] = exp((double)logits[k] - top);
+        sum += probs[k];
+    }
+    for (ptrdiff_t k = 0; k < classes; k++) probs[k] /= sum;
+}
+
+/* The plan on N images x (image_size REALs each): class probabilities (N x classes) into probs when probs is not
+   NULL, and each image's logits (N x classes) into logits when that is not NULL. split: the threads share each
+   image (else each takes whole images, in its own slot). Returns 1 without computing anything when an input is not
+   finite. slots and scratch hold one arena per thread. */
+static int NAME(cycnn_plan_run)(const cycnn_plan_op *ops, int nops, const REAL *x, ptrdiff_t N,
+                                ptrdiff_t image_size, REAL *slots, ptrdiff_t slot_size, REAL *scratch,
+                                ptrdiff_t scratch_size, ptrdiff_t logits_at, ptrdiff_t classes, double *probs,
+                                REAL *logits, int threads, int split) {
+    int bad = 0;
+    for (ptrdiff_t k = 0; k < N * image_size; k++) bad |= !(x[k] - x[k] == 0);
+    if (bad) return 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        ptrdiff_t n0 = 0, n1 = N;
+        if (!split) NAME(plan_share)(N, tid, team, &n0, &n1);
+        REAL *slot = slots + (split ? 0 : tid) * slot_size, *own = scratch + tid * scratch_size;
+        for (ptrdiff_t n = n0; n < n1; n++) {
+            NAME(plan_image)(ops, nops, x + n * image_size, slot, own, split ? tid : 0, split ? team : 1);
+            if (!split || tid == 0) {
+                if (probs) NAME(plan_softmax)(slot + logits_at, classes, probs + n * classes);
+                if (logits) memcpy(logits + n * classes, slot + logits_at, classes * sizeof(REAL));
+            }
+            /* One operation only: the next image's would overwrite these logits while they are read. */
+            if (split && team > 1 && nops == 1) {
+#pragma omp barrier
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+"""The inference plan (cycnn.nn.plan, src_ext/plan.h) answers what the layers answer, one by one."""
+import numpy as np
+import pytest
+
+from cycnn.errors import ConfigError
+from cycnn.nn import LayerTimer, eval_mode, plan
+from cycnn.nn import _plan
+from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from cycnn.nn.losses import softmax
+from cycnn.nn.sequential import Sequential
+
+
+def networks(dtype):
+    """Every operation of the plan on odd shapes: (name, model)."""
+    d = dict(dtype=dtype)
+    return [
+        ("reference", Sequential([  # direct-sized first layer, Winograd second, dense 1600 -> 128 -> 10
+            Conv2D(1, 32, 3, activation="relu", seed=1, **d), MaxPool2D(2, **d),
+            Conv2D(32, 64, 3, activation="relu", seed=2, **d), MaxPool2D(2, **d), Flatten(**d),
+            Dense(1600, 128, activation="relu", seed=3, **d), Dropout(0.2, **d), Dense(128, 10, seed=4, **d)],
+            input_shape=(1, 28, 28))),
+        ("unpooled-strided", Sequential([  # no pooling, stride 2, padding 2, odd channels, 3 input channels
+            Conv2D(3, 5, 5, stride=2, padding=2, activation="relu", seed=5, **d),
+            Conv2D(5, 7, (3, 2), padding=1, seed=6, **d), ReLU(**d), Flatten(**d),
+            Dense(7 * 6 * 7, 3, seed=7, **d)], input_shape=(3, 11, 12))),
+        ("overlapping-pools", Sequential([  # 3x3/2 pools fused, a pool after a linear conv, a pool of its own
+            Conv2D(1, 6, 5, padding=2, activation="relu", seed=8, **d), MaxPool2D(3, stride=2, **d),
+            Conv2D(6, 16, 5, seed=9, **d), MaxPool2D(2, **d), ReLU(**d), MaxPool2D((2, 1), stride=(1, 1), **d),
+            Flatten(**d), Dense(96, 20, activation="relu", seed=10, **d), Dense(20, 5, seed=11, **d)],
+            input_shape=(1, 21, 21))),
+        ("winograd-padded", Sequential([  # Winograd with padding and 3 input channels on an odd map
+            Conv2D(3, 16, 1, activation="relu", seed=12, **d),
+            Conv2D(16, 32, 3, padding=1, activation="relu", seed=13, **d), MaxPool2D(2, **d),
+            Conv2D(32, 16, 3, padding=1, activation="relu", seed=14, **d), MaxPool2D(2, **d), Flatten(**d),
+            Dense(16 * 2 * 2, 4, seed=15, **d)], input_shape=(3, 9, 9))),
+        ("dense-only", Sequential([Flatten(**d), Dense(30, 17, activation="relu", seed=16, **d), Dropout(0.5, **d),
+                                   Dense(17, 33, seed=17, **d)], input_shape=(2, 3, 5))),
+    ]
+
+
+NAMES = [name for name, _ in networks(np.float32)]
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def layers_logits(model, x):
+    with eval_mode(model):
+        return model.forward(x)
+
+
+def plan_logits(model, x, split):
+    compiled = plan.plan_for(model)
+    logits = np.empty((len(x), model.num_classes), dtype=model.dtype)
+    assert compiled.kernel.run(np.ascontiguousarray(x).reshape(len(x), -1), None, logits, split)
+    return logits
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
+@pytest.mark.parametrize("n, split", [(1, True), (2, True), (5, False)])
+def test_the_plan_computes_what_the_layers_compute(index, dtype, n, split):
+    model = networks(dtype)[index][1]
+    x = np.random.default_rng(index).standard_normal((n, *model.input_shape)).astype(dtype)
+    expected = layers_logits(model, x)
+    tol = TOLERANCE[dtype]
+    np.testing.assert_allclose(plan_logits(model, x, split), expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(model.predict_proba(x), softmax(expected.astype(np.float64)), rtol=tol, atol=tol)
+
+
+def test_the_reference_network_uses_winograd_and_the_gemm():
+    ops, derived, _, _, _ = plan.compile_ops(networks(np.float32)[0][1], np.dtype(np.float32))
+    assert [op["kind"] for op in ops] == ["conv_gemm", "conv_winograd", "dense", "dense"]
+    assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD]
+
+
+def test_a_batch_answers_with_the_layers_bits():
+    """A batch's probabilities are numpy's softmax of logits that the same kernels summed in the same order."""
+    model = networks(np.float32)[0][1]
+    x = np.random.default_rng(1).random((3, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)))
+
+
+def test_weights_changed_in_place_or_replaced_are_seen():
+    model = networks(np.float32)[0][1]
+    x = np.random.default_rng(2).random((1, 1, 28, 28), dtype=np.float32)
+    model.predict_proba(x)
+    for layer in model.layers:  # as an optimizer does: in place
+        for array in layer.params.values():
+            array *= np.float32(0.7)
+            array += np.float32(0.01)
+    tol = TOLERANCE[np.float32]
+    np.testing.assert_allclose(plan_logits(model, x, True), layers_logits(model, x), rtol=tol, atol=tol)
+    model.astype(np.float64)  # new arrays: a new plan
+    np.testing.assert_allclose(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)),
+                               rtol=1e-12, atol=1e-12)
+    assert plan.plan_for(model).dtype == np.float64
+
+
+def test_nan_is_refused_and_hooks_take_the_layers_path():
+    model = networks(np.float32)[1][1]
+    x = np.zeros((1, *model.input_shape), np.float32)
+    x[0, 1, 2, 3] = np.inf
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        model.predict_proba(x)
+    timer = LayerTimer().attach(model)
+    model.predict_proba(np.zeros_like(x))
+    assert any(t > 0 for t in timer.forward)
+
+
+def test_a_model_the_plan_does_not_run_takes_the_layers_path():
+    class Custom(ReLU):
+        pass
+    model = Sequential([Flatten(), Custom(), Dense(4, 2, seed=0)], input_shape=(1, 2, 2))
+    assert plan.plan_for(model) is None
+    assert model.predict_proba(np.ones((1, 1, 2, 2), np.float32)).shape == (1, 2)
+
+
+def test_the_plan_refuses_operations_that_do_not_fit():
+    """Offsets and sizes are checked when the plan is built: never a write outside the arenas."""
+    weight, bias = np.zeros((4, 3), np.float32), np.zeros(3, np.float32)
+    op = {"kind": "dense", "C": 4, "H": 1, "W": 1, "F": 3, "in": -1, "out": 0, "weight": weight, "bias": bias}
+    _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1)  # fits
+    with pytest.raises(ValueError, match="outside the slot"):
+        _plan.Plan([dict(op, out=14)], [], np.float32, 4, 16, 0, 0, 3, 1)
+    with pytest.raises(ValueError, match="not the image"):
+        _plan.Plan([op], [], np.float32, 5, 16, 0, 0, 3, 1)
+    with pytest.raises(ValueError, match="weight"):
+        _plan.Plan([dict(op, weight=np.zeros((3, 3), np.float32))], [], np.float32, 4, 16, 0, 0, 3, 1)
+    conv = {"kind": "conv_gemm", "C": 1, "H": 5, "W": 5, "F": 2, "KH": 3, "KW": 3, "stride": 1, "pad": 0, "OH": 4,
+            "OW": 3, "Fp": 16, "in": -1, "out": 0, "cols": 0, "rows": 81, "weight": np.zeros((9, 16), np.float32),
+            "bias": bias[:2]}
+    with pytest.raises(ValueError, match="output map"):
+        _plan.Plan([conv], [], np.float32, 25, 64, 1000, 0, 2, 1)
+    with pytest.raises(ValueError, match="scratch"):
+        _plan.Plan([dict(conv, OH=3)], [], np.float32, 25, 64, 100, 0, 2, 1)
+    with pytest.raises(ValueError, match="images of 4 numbers"):
+        _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1).run(np.zeros((1, 5), np.float32), None)
