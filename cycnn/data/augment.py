@@ -11,6 +11,8 @@ def random_affine(x, rng, max_degrees=10.0, max_shift=2.0, flip=False):
     array of the same shape and dtype. One image's channels move together. Without ``flip`` the random numbers
     drawn are those of earlier versions (a resumed run continues exactly)."""
     x = np.ascontiguousarray(x)
+    if not len(x):
+        return x.copy()
     images = x.reshape(-1, x.shape[-2], x.shape[-1])
     channels = images.shape[0] // len(x)
     n, h, w = len(x), x.shape[-2], x.shape[-1]

@@ -87,6 +87,8 @@ def choose_preparation(paths, prepare=None, image_size=None, grayscale=False):
     pictures (unless a size or ``grayscale`` asks for a resize) and a resize for the rest; colour (3 channels) if
     any picture is in colour and ``grayscale`` is not set (the pictures are looked at until one in colour is
     found)."""
+    if prepare not in (None, "digit", "resize"):
+        raise DataError(f"unknown preparation {prepare!r:.40}; choose digit or resize")
     if prepare == "digit":
         if image_size not in (None, (28, 28)):
             raise DataError("the digit preparation makes 28x28 images; drop --image-size or use --prepare resize")

@@ -36,7 +36,7 @@ class Preparation:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown preparation {self.recipe!r:.40}; choose {' or '.join(RECIPES)}")
-        if isinstance(self.channels, bool) or self.channels not in (1, 3):
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels not in (1, 3):
             raise ConfigError(f"a prepared image has 1 (gray) or 3 (colour) channels, not {self.channels!r:.40}")
         for name in ("height", "width"):
             value = getattr(self, name)
