@@ -11,10 +11,12 @@ import typer
 from cycnn.cli.common import THREADS_HELP, float_list, int_list, setup_threads
 from cycnn.data.datasets import input_shape_of
 from cycnn.data.preparation import channel_statistics
-from cycnn.errors import ArchitectureError, ConfigError, Interrupted, TrainingDiverged
+from cycnn.errors import ArchitectureError, ConfigError, CycnnError, Interrupted, TrainingDiverged
 from cycnn.io import architecture
+from cycnn.train import agreement
 from cycnn.train.run import TrainingRun
 from cycnn.train.settings import RESUME_FIXED, RunSettings
+from cycnn.train.world import launched, launched_size
 from cycnn.version import __version__
 from cycnn.viz.live import serve
 
@@ -97,6 +99,8 @@ def train(
 ):
     """Train a CNN (the reference network by default) on MNIST or another dataset and save it."""
     flags = SimpleNamespace(**locals())
+    if launched_size()[0] > 1:  # one of several processes that mpirun or srun started
+        return _train_distributed(ctx, flags)
     setup_threads(threads)
     run = _resumed_run(ctx, flags) if resume is not None else _new_run(flags)
     live_view = _start_live(port, live_interval, run) if live else None
@@ -110,9 +114,48 @@ def train(
     _report(summary, flags, run, live_view)
 
 
+def _train_distributed(ctx, flags):
+    """``mpirun -np N cycnn train ...``: the same run on every rank (``cycnn.train.distributed``), with its own
+    ``--threads``; rank 0 alone announces, reports and writes. The other ranks end silently with rank 0's exit
+    code, except for an error of their own, which they print (naming their rank) before ending the job."""
+    world = None
+
+    def make_run():
+        setup_threads(flags.threads if flags.threads is not None else world.default_threads())
+        return _resumed_run(ctx, flags) if flags.resume is not None else _new_run(flags)
+    try:
+        flags.world = world = launched()
+        agreement.hello(world, flags.resume, live=flags.live)
+        if flags.live:
+            world.agreed = True
+            raise ConfigError("--live shows one process's training: it is not available on several MPI ranks")
+        if flags.resume is not None:
+            flags.resume = agreement.shared_checkpoint(world, flags.resume)
+        run = agreement.start(world, make_run)
+        if world.rank == 0:
+            _announce(run, flags.quiet)
+            if not flags.quiet:
+                typer.echo(f"data-parallel on {world.size} MPI ranks, {run.settings.batch_size} images per step "
+                           f"shared among them")
+        summary = run.execute()
+        if world.rank == 0:
+            _report(summary, flags, run, None)
+    except BaseException as exc:
+        code, agreed = world.ending(exc) if world is not None else (2, True)
+        rank = world.rank if world is not None else launched_size()[1]
+        if rank == 0 or isinstance(exc, typer.Exit):
+            raise
+        if agreed:
+            raise typer.Exit(code) from None
+        if isinstance(exc, CycnnError):
+            raise CycnnError(f"rank {rank} ({world.host}): {exc}") from None
+        raise
+
+
 def _run_options(flags):
-    return {"quiet": flags.quiet, "verbose": flags.verbose, "target_accuracy": flags.target_accuracy,
-            "echo": typer.echo}
+    world = getattr(flags, "world", None)
+    return {"quiet": flags.quiet or bool(world and world.rank), "verbose": flags.verbose,
+            "target_accuracy": flags.target_accuracy, "echo": typer.echo, "world": world}
 
 
 def _new_run(flags):

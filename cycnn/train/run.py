@@ -4,6 +4,7 @@ callbacks, stopping cleanly on Ctrl-C or SIGTERM, the final test and the saved m
 ``cycnn train`` parses its flags into a ``RunSettings``, builds a ``TrainingRun`` with ``TrainingRun.start`` or
 ``TrainingRun.resume`` and calls ``execute()``; a script can do the same.
 """
+import contextlib
 import shlex
 import signal
 import time
@@ -22,7 +23,7 @@ from cycnn.nn.optim import make_optimizer
 from cycnn.nn.runtime import available_memory
 from cycnn.train.callbacks import Checkpointer, DivergenceStop, LayerTimes, ProgressBar, TargetAccuracy
 from cycnn.train.checkpoint import load_checkpoint
-from cycnn.train.evaluation import evaluate
+from cycnn.train.distributed import DistributedTrainer
 from cycnn.train.log import RunLog
 from cycnn.train.trainer import Trainer
 
@@ -40,31 +41,48 @@ def default_log(out):
 
 
 class TrainingRun:
-    """One run: the model, its optimizer, the data split, the callbacks and where everything is written."""
+    """One run: the model, its optimizer, the data split, the callbacks and where everything is written.
+
+    With ``world`` (a ``cycnn.train.world.World``) it is one rank of a data-parallel MPI run: rank 0 alone checks
+    and writes the outputs (model, checkpoints, log) and prints; the other ranks run only the callbacks that decide
+    the run's course (the target, the divergence check) and those given in ``callbacks``.
+    """
 
     def __init__(self, model, optimizer, settings, data, state=None, quiet=False, verbose=False,
-                 target_accuracy=None, callbacks=(), echo=print):
+                 target_accuracy=None, callbacks=(), echo=print, world=None):
         check_model_fits(model, data.x_train, data.y_train, "the training data")
         self.model, self.optimizer, self.data, self.echo = model, optimizer, data, echo
         self.resumed = state is not None
-        check_writable(settings.out, "--out")
+        self.world, self.primary = world, world is None or world.rank == 0
+        if self.primary:  # (only rank 0 of an MPI run writes)
+            check_writable(settings.out, "--out")
         settings.checkpoint = settings.checkpoint or default_checkpoint(settings.out)
         settings.log = settings.log or default_log(settings.out)
         self.settings = settings
-        check_writable(settings.checkpoint, "--checkpoint")
-        check_writable(settings.log, "--log")
+        if self.primary:
+            check_writable(settings.checkpoint, "--checkpoint")
+            check_writable(settings.log, "--log")
         self.progress = ProgressBar(quiet, echo)
         self.checkpointer = Checkpointer(settings.checkpoint, settings.checkpoint_every, resumed=self.resumed)
         info = {"data_dir": settings.data_dir, "dataset": settings.dataset, "limit_train": settings.limit_train,
                 "val_split": settings.val_split, "out": settings.out, "train_images": len(data.x_train),
                 "val_images": 0 if data.x_val is None else len(data.x_val)}
+        if world is not None:
+            info["ranks"] = world.size
         self.target = None if target_accuracy is None else TargetAccuracy(data.x_test, data.y_test, target_accuracy)
         every = [self.target] if self.target else []
         probe = (0, to_input(data.x_test[:1])[0], int(data.y_test[0])) if len(data.x_test) else None
         log = RunLog(settings.log, settings.log_every, info, self.resumed, probe=probe)
         every += [self.progress, self.checkpointer, log,
                   DivergenceStop(), *([LayerTimes(echo)] if verbose else []), *callbacks]
-        self.trainer = Trainer(model, optimizer, settings, every, state)
+        if world is None:
+            self.trainer = Trainer(model, optimizer, settings, every, state)
+            return
+        if not self.primary:
+            every = [c for c in every if c is self.target or isinstance(c, DivergenceStop)] + list(callbacks)
+        self.trainer = DistributedTrainer(world, model, optimizer, settings, every, state,
+                                          self.checkpointer if self.primary else None,
+                                          lambda: resume_command(self.settings))
 
     @classmethod
     def start(cls, settings, architecture, **options):
@@ -119,7 +137,8 @@ class TrainingRun:
         command that resumes; a divergence raises TrainingDiverged naming the last good checkpoint.
         """
         started = time.perf_counter()
-        with OutputLock(self.settings.out):
+        with OutputLock(self.settings.out) if self.primary else contextlib.nullcontext() as lock:
+            self.trainer.output_lock = lock  # (released by a distributed run that ends the job for a lost rank)
             try:
                 self._train()
                 return self._finish(started)
@@ -133,10 +152,11 @@ class TrainingRun:
         trainer, data = self.trainer, self.data
         reached = self.target.reached if self.target is not None else None
         if trainer.stop_requested and trainer.state.epoch < self.settings.epochs and reached is None:
-            self.checkpointer.save(trainer)
+            if self.primary:
+                self.checkpointer.save(trainer)
             raise TrainingInterrupted(f"interrupted at epoch {trainer.state.epoch + 1}, step {trainer.state.step}; "
                                       f"resume with: {resume_command(self.settings)}")
-        test_loss, test_acc = evaluate(self.model, data.x_test, data.y_test)
+        test_loss, test_acc = trainer.evaluate(data.x_test, data.y_test)
         state = trainer.state
         summary = {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": state.epoch,
                    "wall_s": time.perf_counter() - started, "train_seconds": state.train_seconds,
@@ -144,6 +164,10 @@ class TrainingRun:
                    "model": self.settings.out, "history": state.history}
         if self.target is not None:
             summary.update(reached or {"time_to_target_s": None, "target_accuracy": self.target.target})
+        if self.world is not None:
+            summary.update(trainer.figures())
+        if not self.primary:
+            return summary
         save_model(self.model, self.settings.out, metadata={
             "test_accuracy": test_acc, "test_loss": test_loss, "train": self.settings.to_dict(),
             "history": state.history, "preparation": data.preparation.to_dict()})
