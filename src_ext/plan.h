@@ -7,7 +7,9 @@
    in its own arena; offsets into both are fixed when the plan is compiled.
 
    Threads share the work of one image (split mode: each operation is cut into fixed parts, one per thread, and the
-   threads meet at a barrier between operations) or take whole images each (image mode, for batches). Each output
+   threads meet at a barrier between operations) or take blocks of whole images each (image mode, for batches:
+   the convolutions run image by image, the dense layers on the whole block, so that each weight loaded serves
+   CYCNN_PLAN_BLOCK images). Each output
    number is computed by the same sequence of operations whichever thread computes it and however many there are:
    the results do not depend on the thread count.
 
@@ -27,6 +29,9 @@
 #include "dense.h"
 #include "winograd.h"
 #include "omp_shim.h"
+
+/* Images per block in image mode: the dense layers' products take this many rows at once. */
+#define CYCNN_PLAN_BLOCK 16
 
 enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5 };
 

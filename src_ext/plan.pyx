@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from kernels cimport (CYCNN_VECTOR_BYTES, PLAN_CONV_GEMM, PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU,
+from kernels cimport (CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, PLAN_CONV_GEMM, PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU,
                       cycnn_plan_op, cycnn_plan_run, cycnn_winograd_kernel)
 
 KINDS = {"conv_gemm": PLAN_CONV_GEMM, "conv_winograd": PLAN_CONV_WINOGRAD, "pool": PLAN_POOL, "relu": PLAN_RELU,
@@ -25,6 +25,7 @@ cdef enum:
     TRANSPOSE = 1
     WINOGRAD = 2
 DERIVE_TRANSPOSE, DERIVE_WINOGRAD = TRANSPOSE, WINOGRAD
+BLOCK = CYCNN_PLAN_BLOCK  # images per block in image mode, at most
 
 
 cdef struct Derived:
@@ -97,7 +98,8 @@ cdef class Plan:
                  "the logits lie outside the slot")
         self.image_size, self.slot_size, self.scratch_size = image_size, slot_size, scratch_size
         self.logits_at, self.classes, self.threads = logits_at, classes, threads
-        self.slots = np.zeros(threads * slot_size, dtype=dtype)
+        # Image mode gives each thread a block of CYCNN_PLAN_BLOCK slots (split mode uses the first).
+        self.slots = np.zeros(threads * CYCNN_PLAN_BLOCK * slot_size, dtype=dtype)
         self.scratch = np.zeros(threads * max(scratch_size, 1), dtype=dtype)
         self.keep = []
         self.nops = len(ops)
@@ -173,13 +175,13 @@ cdef class Plan:
             if op.get("bias") is not None else NULL
         _require(o.kind in (PLAN_POOL, PLAN_RELU) or o.bias != NULL, f"operation {k} needs a bias")
 
-    def run(self, x, probs, logits=None, bint split=True):
+    def run(self, x, probs, logits=None, bint split=True, Py_ssize_t block=0):
         """Probabilities (N, classes) float64 into ``probs`` (or None) and logits into ``logits`` (or None) for the
-        images ``x`` (N, image_size); ``split``: the threads share each image (else they take whole images).
-        Returns False, computing nothing, when an input is NaN or infinite."""
+        images ``x`` (N, image_size); ``split``: the threads share each image (else they take blocks of ``block``
+        images, 0 or too many: BLOCK). Returns False, computing nothing, when an input is NaN or infinite."""
         if self.double:
-            return run_plan[double](self, x, probs, logits, split)
-        return run_plan[float](self, x, probs, logits, split)
+            return run_plan[double](self, x, probs, logits, split, block)
+        return run_plan[float](self, x, probs, logits, split, block)
 
 
 cdef void setattr_op(cycnn_plan_op* o, str name, Py_ssize_t v):
@@ -257,7 +259,8 @@ def _check_windows(op, H, W):
              and (PH - 1) * sh + ph <= H and (PW - 1) * sw + pw <= W, "pooling windows outside the map")
 
 
-cdef object run_plan(Plan plan, floating[:, ::1] x, double[:, ::1] probs, floating[:, ::1] logits, bint split):
+cdef object run_plan(Plan plan, floating[:, ::1] x, double[:, ::1] probs, floating[:, ::1] logits, bint split,
+                     Py_ssize_t block):
     cdef Py_ssize_t N = x.shape[0]
     cdef double* p = NULL
     cdef floating* l = NULL
@@ -278,5 +281,5 @@ cdef object run_plan(Plan plan, floating[:, ::1] x, double[:, ::1] probs, floati
     with nogil:
         refresh(plan.derived, plan.nderived, rows)
         rc = cycnn_plan_run(plan.ops, plan.nops, &x[0, 0], N, plan.image_size, slots, plan.slot_size, scratch,
-                            plan.scratch_size, plan.logits_at, plan.classes, p, l, plan.threads, split)
+                            plan.scratch_size, plan.logits_at, plan.classes, p, l, plan.threads, split, block)
     return rc == 0

@@ -244,32 +244,117 @@ static void NAME(plan_softmax)(const REAL *logits, ptrdiff_t classes, double *pr
     for (ptrdiff_t k = 0; k < classes; k++) probs[k] /= sum;
 }
 
+/* A dense layer on a block of B images at once (image b's numbers at slot + b * slot_size): each row of weights
+   loaded serves all B images (a batch's product, instead of B matrix-vector products that read the whole weight
+   matrix B times). Every output is the same sum in the same order as plan_dense's. */
+static void NAME(plan_dense_block)(const cycnn_plan_op *op, const REAL *in, ptrdiff_t in_stride, REAL *out,
+                                   ptrdiff_t out_stride, ptrdiff_t B) {
+    const ptrdiff_t K = op->C, F = op->F, whole = F / LANES * LANES, panel = DENSE_VECS * LANES;
+    const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
+#define PLAN_DENSE_CASE(rows, vecs) \
+    NAME(dense_block)(in + r0 * in_stride, in_stride, 1, Wt + n0, F, out + r0 * out_stride + n0, out_stride, K, rows, \
+                      vecs); break;
+#define PLAN_DENSE_ROWS(vecs) \
+    switch (R) { case 1: PLAN_DENSE_CASE(1, vecs) case 2: PLAN_DENSE_CASE(2, vecs) case 3: PLAN_DENSE_CASE(3, vecs) \
+                 case 4: PLAN_DENSE_CASE(4, vecs) case 5: PLAN_DENSE_CASE(5, vecs) default: PLAN_DENSE_CASE(6, vecs) }
+    for (ptrdiff_t n0 = 0; n0 < whole; n0 += panel)
+        for (ptrdiff_t r0 = 0; r0 < B; r0 += DENSE_ROWS) {
+            const ptrdiff_t R = B - r0 < DENSE_ROWS ? B - r0 : DENSE_ROWS;
+            switch (((whole - n0 < panel) ? whole - n0 : panel) / LANES) {
+            case 1: PLAN_DENSE_ROWS(1) break;
+            case 2: PLAN_DENSE_ROWS(2) break;
+            case 3: PLAN_DENSE_ROWS(3) break;
+            default: PLAN_DENSE_ROWS(4) break;
+            }
+        }
+#undef PLAN_DENSE_ROWS
+#undef PLAN_DENSE_CASE
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const REAL *x = in + b * in_stride;
+        REAL *y = out + b * out_stride;
+        for (ptrdiff_t j = whole; j < F; j++) {
+            REAL sum = 0;
+            for (ptrdiff_t k = 0; k < K; k++)
+                sum = sizeof(REAL) == sizeof(float) ? fmaf(x[k], Wt[k * F + j], sum) : fma(x[k], Wt[k * F + j], sum);
+            y[j] = sum;
+        }
+        for (ptrdiff_t j = 0; j < F; j++) {
+            const REAL v = y[j] + bias[j];
+            y[j] = (op->relu && v < 0) ? 0 : v;
+        }
+    }
+}
+
+/* Every operation on a block of B images by one thread (image b in the slot at slots + b * slot_size): the
+   convolutions image by image, the dense layers on the whole block. */
+static void NAME(plan_block)(const cycnn_plan_op *ops, int nops, const REAL *images, ptrdiff_t image_size,
+                             ptrdiff_t B, REAL *slots, ptrdiff_t slot_size, REAL *scratch) {
+    for (int k = 0; k < nops; k++) {
+        const cycnn_plan_op *op = ops + k;
+        if (op->kind == PLAN_DENSE) {
+            NAME(plan_dense_block)(op, op->in < 0 ? images : slots + op->in, op->in < 0 ? image_size : slot_size,
+                                   slots + op->out, slot_size, B);
+            continue;
+        }
+        for (ptrdiff_t b = 0; b < B; b++) {
+            const REAL *in = op->in < 0 ? images + b * image_size : slots + b * slot_size + op->in;
+            REAL *out = slots + b * slot_size + op->out;
+            switch (op->kind) {
+            case PLAN_CONV_GEMM: NAME(plan_conv_gemm)(op, in, out, scratch, 0, 1); break;
+            case PLAN_CONV_WINOGRAD: NAME(plan_conv_winograd)(op, in, out, scratch, 0, 1); break;
+            case PLAN_POOL: NAME(plan_pool)(op, in, out, 0, 1); break;
+            case PLAN_RELU: NAME(plan_relu)(op, in, out, 0, 1); break;
+            default: break;
+            }
+        }
+    }
+}
+
 /* The plan on N images x (image_size REALs each): class probabilities (N x classes) into probs when probs is not
-   NULL, and each image's logits (N x classes) into logits when that is not NULL. split: the threads share each
-   image (else each takes whole images, in its own slot). Returns 1 without computing anything when an input is not
-   finite. slots and scratch hold one arena per thread. */
+   NULL, and each image's logits (N x classes) into logits when that is not NULL. Returns 1 without computing
+   anything when an input is not finite. scratch holds one arena per thread.
+   split: the threads share each image (in the slot at `slots`). Otherwise each thread takes blocks of `block`
+   images (at most CYCNN_PLAN_BLOCK), the next free block each time (a thread the system deschedules holds up only the block
+   it has), in its own CYCNN_PLAN_BLOCK slots. Which thread computes an image changes nothing in its numbers. */
 static int NAME(cycnn_plan_run)(const cycnn_plan_op *ops, int nops, const REAL *x, ptrdiff_t N,
                                 ptrdiff_t image_size, REAL *slots, ptrdiff_t slot_size, REAL *scratch,
                                 ptrdiff_t scratch_size, ptrdiff_t logits_at, ptrdiff_t classes, double *probs,
-                                REAL *logits, int threads, int split) {
+                                REAL *logits, int threads, int split, ptrdiff_t block) {
     int bad = 0;
     for (ptrdiff_t k = 0; k < N * image_size; k++) bad |= !(x[k] - x[k] == 0);
     if (bad) return 1;
+    if (block < 1 || block > CYCNN_PLAN_BLOCK) block = CYCNN_PLAN_BLOCK;
+    ptrdiff_t next = 0; /* the next block of images no thread has taken */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        ptrdiff_t n0 = 0, n1 = N;
-        if (!split) NAME(plan_share)(N, tid, team, &n0, &n1);
-        REAL *slot = slots + (split ? 0 : tid) * slot_size, *own = scratch + tid * scratch_size;
-        for (ptrdiff_t n = n0; n < n1; n++) {
-            NAME(plan_image)(ops, nops, x + n * image_size, slot, own, split ? tid : 0, split ? team : 1);
-            if (!split || tid == 0) {
-                if (probs) NAME(plan_softmax)(slot + logits_at, classes, probs + n * classes);
-                if (logits) memcpy(logits + n * classes, slot + logits_at, classes * sizeof(REAL));
-            }
-            /* One operation only: the next image's would overwrite these logits while they are read. */
-            if (split && team > 1 && nops == 1) {
+        REAL *own = scratch + tid * scratch_size;
+        if (split) {
+            for (ptrdiff_t n = 0; n < N; n++) {
+                NAME(plan_image)(ops, nops, x + n * image_size, slots, own, tid, team);
+                if (tid == 0) {
+                    if (probs) NAME(plan_softmax)(slots + logits_at, classes, probs + n * classes);
+                    if (logits) memcpy(logits + n * classes, slots + logits_at, classes * sizeof(REAL));
+                }
+                /* One operation only: the next image's would overwrite these logits while they are read. */
+                if (team > 1 && nops == 1) {
 #pragma omp barrier
+                }
+            }
+        } else {
+            REAL *mine = slots + (ptrdiff_t)tid * CYCNN_PLAN_BLOCK * slot_size;
+            for (;;) {
+                ptrdiff_t n0;
+#pragma omp atomic capture
+                { n0 = next; next += block; }
+                if (n0 >= N) break;
+                const ptrdiff_t B = N - n0 < block ? N - n0 : block;
+                NAME(plan_block)(ops, nops, x + n0 * image_size, image_size, B, mine, slot_size, own);
+                for (ptrdiff_t b = 0; b < B; b++) {
+                    const REAL *l = mine + b * slot_size + logits_at;
+                    if (probs) NAME(plan_softmax)(l, classes, probs + (n0 + b) * classes);
+                    if (logits) memcpy(logits + (n0 + b) * classes, l, classes * sizeof(REAL));
+                }
             }
         }
     }

@@ -4,8 +4,9 @@ Answering one image layer by layer costs more in Python (each layer's checks, ar
 about 66 us for the reference network, of which the vector units need under 15. ``compile_plan`` turns a
 Sequential into the operations of ``src_ext/plan.h`` (each convolution with its bias, ReLU and a following
 max-pool fused; Winograd F(2x2, 3x3) where the training path uses it; dense layers in cycnn's own vector kernel),
-allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole network in C, the threads sharing
-each image (or, for batches, taking whole images each) and meeting at a barrier between operations.
+allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole network in C: the threads share
+one image and meet at a barrier between operations, or, for batches, take blocks of images each (the dense layers
+then multiply a whole block at once).
 
 The plan reads the weights in place, so training between two answers is seen: each call checks that the layers
 still hold the same arrays (a replaced array, e.g. after ``astype`` or ``load_params``, compiles a new plan), and
@@ -14,6 +15,7 @@ the C side re-derives the transposed or Winograd-transformed copies whose source
 what training, ``forward``/``backward``, ``trace`` and ``layer_outputs`` use.
 """
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -26,8 +28,8 @@ from cycnn.nn.losses import softmax
 
 # Larger inputs run through the plan this many images per call (a signal is handled between two calls).
 CHUNK = 1024
-# Below this many images per thread the threads share each image; from it on they take whole images.
-SPLIT_BELOW = 2
+# A single image is answered the other way (threads sharing it, or one thread) once in this many calls.
+EXPLORE = 16
 ALIGN = _plan.ALIGN_BYTES
 
 _plans = weakref.WeakKeyDictionary()  # model -> {threads: (the arrays it was compiled from, plan or None)}
@@ -153,6 +155,24 @@ class InferencePlan:
         self.kernel = _plan.Plan(ops, derived, self.dtype, self.image_size, slot_size, scratch_size, logits_at,
                                  self.classes, threads)
         self.lock = threading.Lock()
+        # One image: the threads share it (split) or one thread runs it alone. Sharing is faster on an idle machine
+        # but each barrier waits for the slowest thread, which a busy machine deschedules for milliseconds: both
+        # are timed as they run (every EXPLORE-th call tries the other) and the faster one answers. The numbers
+        # are the same bits either way.
+        self.seconds = {True: 0.0, False: 0.0}
+        self.split, self.calls = threads > 1, 0
+
+    def _single(self, x, probs):
+        self.calls += 1
+        split = self.split != (self.calls % EXPLORE == 0 and self.threads > 1)
+        start = time.perf_counter()
+        finite = self.kernel.run(x, probs, None, split)
+        spent = time.perf_counter() - start
+        previous = self.seconds[split]
+        self.seconds[split] = spent if previous == 0 else 0.9 * previous + 0.1 * spent
+        if self.seconds[not split] > 0:
+            self.split = self.seconds[True] <= self.seconds[False]
+        return finite
 
     def predict_proba(self, x):
         """Probabilities (N, classes) float64 for x (N, C, H, W) of the model's input shape; None when another
@@ -167,7 +187,10 @@ class InferencePlan:
         if not self.lock.acquire(blocking=False):
             return None
         try:
-            finite = self.kernel.run(x, probs, logits, n < SPLIT_BELOW * self.threads)
+            if n == 1:
+                finite = self._single(x, probs)
+            else:
+                finite = self.kernel.run(x, None, logits, False, min(_plan.BLOCK, -(-n // self.threads)))
         finally:
             self.lock.release()
         if not finite:
