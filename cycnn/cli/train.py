@@ -121,7 +121,8 @@ def _train_distributed(ctx, flags):
     world = None
 
     def make_run():
-        setup_threads(flags.threads if flags.threads is not None else world.default_threads())
+        flags.threads = flags.threads if flags.threads is not None else world.default_threads()
+        setup_threads(flags.threads)
         return _resumed_run(ctx, flags) if flags.resume is not None else _new_run(flags)
     try:
         flags.world = world = launched()
@@ -135,8 +136,9 @@ def _train_distributed(ctx, flags):
         if world.rank == 0:
             _announce(run, flags.quiet)
             if not flags.quiet:
-                typer.echo(f"data-parallel on {world.size} MPI ranks, {run.settings.batch_size} images per step "
-                           f"shared among them")
+                hosts = len({peer["host"] for peer in world.peers})
+                typer.echo(f"data-parallel on {world.size} MPI ranks on {hosts} host(s), {flags.threads} thread(s) "
+                           f"on rank 0: each step's {run.settings.batch_size} images are shared among the ranks")
         summary = run.execute()
         if world.rank == 0:
             _report(summary, flags, run, None)

@@ -15,17 +15,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cycnn.data.augment import random_affine
+from cycnn.errors import ConfigError
 from cycnn.io import architecture
 from cycnn.io.model_file import load_model
 from cycnn.nn.layers import Dropout
+from cycnn.train import agreement
 from cycnn.train.checkpoint import load_checkpoint
 from cycnn.train.distributed import GradientBuffer, ShareDraws
 from cycnn.train.world import launched_size, share_bounds
+from cycnn.version import __version__
 
 from cli_runner import run_cli  # tests/cli_runner.py
 
@@ -170,6 +174,37 @@ def test_the_gradient_buffer_holds_every_gradient_contiguously_and_gives_views_b
 ])
 def test_a_launcher_is_recognized_by_its_variables(environ, expected):
     assert launched_size(environ) == expected
+
+
+class FakeWorld:
+    """What agreement needs of a World, with the other ranks' answers given."""
+
+    def __init__(self, answers, rank=0):
+        self.rank, self.size, self.host, self.answers = rank, len(answers), "here", answers
+        self.peers, self.agreed, self.start_timeout = None, False, 1.0
+
+    def allgather_json(self, value, what, timeout=None):
+        return [value if rank == self.rank else answer for rank, answer in enumerate(self.answers)]
+
+
+def test_ranks_of_another_cycnn_version_are_refused_before_anything_else():
+    other = {"said": {"the cycnn version": "0.0.9", "resuming a checkpoint (--resume)": False, "--live": False},
+             "host": "there", "cpus": [0]}
+    world = FakeWorld([None, other])
+    with pytest.raises(ConfigError) as refused:
+        agreement.hello(world, None, live=False)
+    assert world.agreed and str(refused.value) == (
+        f"the ranks disagree on the cycnn version: rank 1 (there) has \"0.0.9\", rank 0 has \"{__version__}\"; every "
+        "rank must run the same command on the same data with the same cycnn")
+
+
+def test_a_rank_that_could_not_build_its_run_is_named_by_every_rank(monkeypatch):
+    monkeypatch.setattr(agreement, "fingerprint", lambda run: {"--lr": 0.1})
+    world = FakeWorld([None, {"error": "/data: no such data directory"}])
+    world.peers = [{"host": "here"}, {"host": "there"}]
+    with pytest.raises(ConfigError, match=r"^rank 1 \(there\): /data: no such data directory$"):
+        agreement.start(world, SimpleNamespace)
+    assert world.agreed
 
 
 BLOCK_MPI4PY = """
