@@ -21,7 +21,6 @@ from cycnn.data.datasets import to_input
 from cycnn.errors import CycnnError
 from cycnn.io.architecture import build
 from cycnn.nn.layers import Conv2D, Dense, Dropout, MaxPool2D
-from cycnn.nn.losses import softmax
 from cycnn.train.callbacks import Callback
 from cycnn.train.controls import ControlConflict, TrainingControls
 from cycnn.train.log import quantize_maps
@@ -127,6 +126,7 @@ class LiveView(Callback):
         self._seconds += info["seconds"]
         if self._point_steps >= self.curve_every:
             self._add_point(trainer.state.global_step)
+        self.vitals.observe(trainer)
         if self._measuring:
             self._measuring = False
             self.vitals.after_step(trainer)
@@ -135,11 +135,13 @@ class LiveView(Callback):
             self.publish(trainer)
 
     def on_step_begin(self, trainer, info):
-        """A snapshot is due: measure this step (the weights before it, every layer's output)."""
+        """A snapshot is due: measure this step (the weights before it, and every layer's output unless a recent
+        step recorded them)."""
         if time.perf_counter() - self._published >= self.interval:
             self._measuring = True
             self.vitals.before_step(trainer.model)
-            trainer.observe_next_step()
+            if self.vitals.needs_activations(trainer.state.global_step):
+                trainer.observe_next_step()
 
     def on_change(self, trainer, event):
         self.events.append(event)
@@ -167,15 +169,21 @@ class LiveView(Callback):
 
     # --- snapshots ------------------------------------------------------------------------------------------
     def publish(self, trainer):
-        self.server.publish(self.snapshot(trainer))
+        twin = weights_copy(trainer.model)  # the weights now, for the probe and then for the explorer
+        self.server.publish(self.snapshot(trainer, twin))
         if self.shared is not None:
-            self.shared.replace(weights_copy(trainer.model), step=trainer.state.global_step,
+            self.shared.replace(twin, step=trainer.state.global_step,
                                 epoch=min(trainer.state.epoch + 1, trainer.settings.epochs))
         self._published = time.perf_counter()
 
-    def snapshot(self, trainer):
+    def snapshot(self, trainer, twin=None):
+        """The run now, as the page draws it; the probe's numbers come from ``twin`` (a copy of the weights, see
+        ``weights_copy``), whose compiled inference plan answers the probe batch (no hook of the training's
+        observers sees it) and whose traced pass gives the first probe image's maps and gradients."""
         model, state = trainer.model, trainer.state
-        outputs, probs = self._probe(model)
+        twin = twin or weights_copy(model)
+        outputs, caches = twin.trace(self.probe[:1].astype(twin.dtype, copy=False))
+        probs = twin.predict_proba(self.probe)
         maps = []
         for i, layer in enumerate(model.layers):
             if isinstance(layer, (Conv2D, MaxPool2D)):
@@ -200,7 +208,7 @@ class LiveView(Callback):
         return {
             "title": self.title, "status": "paused" if paused else self.status, "events": self.events,
             "controls": self.controls is not None, "vitals": self.vitals.history,
-            "probe_gradients": probe_gradients(model, self.probe[0], self.probe_labels[0]),
+            "probe_gradients": probe_gradients(twin, outputs, caches, self.probe_labels[0]),
             "dropout": next((layer.p for layer in model.layers if isinstance(layer, Dropout)), None),
             "delay": self.controls.delay if self.controls is not None else 0.0,
             "step": state.global_step, "steps_total": self.steps_total,
@@ -216,12 +224,6 @@ class LiveView(Callback):
                       "predicted": [int(p.argmax()) for p in probs],
                       "confidence": [round(float(p.max()), 4) for p in probs]},
             **self.extra}
-
-    def _probe(self, model):
-        """Every layer's output for the probe batch in eval mode (layer by layer, so no hook of the training's
-        observers sees it), leaving the model in the mode training left it."""
-        outputs = model.layer_outputs(self.probe.astype(model.dtype, copy=False))
-        return outputs, softmax(np.asarray(outputs[-1], dtype=np.float64))
 
     def _add_point(self, step):
         self.curve.append([step, round(self._point_loss / self._point_images, 5),
