@@ -24,12 +24,14 @@ ALIGN_BYTES = CYCNN_VECTOR_BYTES
 cdef enum:
     TRANSPOSE = 1
     WINOGRAD = 2
-DERIVE_TRANSPOSE, DERIVE_WINOGRAD = TRANSPOSE, WINOGRAD
+    PAD_COLUMNS = 3
+DERIVE_TRANSPOSE, DERIVE_WINOGRAD, DERIVE_PAD_COLUMNS = TRANSPOSE, WINOGRAD, PAD_COLUMNS
 BLOCK = CYCNN_PLAN_BLOCK  # images per block in image mode, at most
 
 
 cdef struct Derived:
-    int kind          # DERIVE_TRANSPOSE: W (F, T) -> W^T (T, Fp); DERIVE_WINOGRAD: W (F, C, 3, 3) -> U (16, C, F)
+    int kind          # TRANSPOSE: W (F, T) -> W^T (T, Fp); WINOGRAD: W (F, C, 3, 3) -> U (16, C, F);
+                      # PAD_COLUMNS: W (T, F) -> (T, Fp), zero columns after F
     const char* source
     char* snapshot
     Py_ssize_t nbytes
@@ -55,6 +57,9 @@ cdef void derive(const Derived* d, floating* rows) noexcept nogil:
         for f in range(d.F):
             for t in range(d.T):
                 dst[t * d.Fp + f] = src[f * d.T + t]
+    elif d.kind == PAD_COLUMNS:
+        for t in range(d.T):
+            memcpy(&dst[t * d.Fp], &src[t * d.F], d.F * sizeof(floating))
     else:
         cycnn_winograd_kernel(src, d.F, d.C, rows, dst)
 
@@ -139,7 +144,11 @@ cdef class Plan:
     def _set_derived(self, int k, kind, source, snapshot, out, dtype):
         cdef Derived* d = &self.derived[k]
         d.kind = kind
-        if kind == DERIVE_TRANSPOSE:
+        if kind == DERIVE_PAD_COLUMNS:
+            _require(source.ndim == 2 and out.ndim == 2 and out.shape[0] == source.shape[0]
+                     and out.shape[1] >= source.shape[1], "padded columns are (T, F) -> (T, Fp >= F)")
+            d.T, d.F, d.Fp, d.C = source.shape[0], source.shape[1], out.shape[1], 0
+        elif kind == DERIVE_TRANSPOSE:
             _require(source.ndim == 4 and out.ndim == 2, "a transposed weight is (F, C, kh, kw) -> (T, Fp)")
             d.F, d.T, d.Fp, d.C = source.shape[0], source[0].size, out.shape[1], source.shape[1]
             _require(out.shape[0] == d.T and d.Fp >= d.F, "a transposed weight is (T, Fp) with Fp >= F")
@@ -248,8 +257,9 @@ def _sizes(op):
         return in_size, C * g("PH") * g("PW"), 0, 0
     if kind == "relu":
         return in_size, in_size, 0, 0
-    _require(kind == "dense" and H == 1 and W == 1 and F >= 1, "a dense operation is (C, 1, 1) -> F")
-    return in_size, F, 0, C * F
+    Fp = g("Fp") or F
+    _require(kind == "dense" and H == 1 and W == 1 and F >= 1 and Fp >= F, "a dense operation is (C, 1, 1) -> F")
+    return in_size, Fp, 0, C * Fp  # the output holds the Fp columns the kernel writes
 
 
 def _check_windows(op, H, W):

@@ -183,27 +183,31 @@ static void NAME(plan_relu)(const cycnn_plan_op *op, const REAL *restrict in, RE
     for (ptrdiff_t k = k0; k < k1; k++) out[k] = in[k] > 0 ? in[k] : 0;
 }
 
-/* out = act(in @ W + b) for one image (W is C x F): the thread's whole vectors of columns in the dense kernel's
-   tiles; the last thread also takes the columns beyond the last whole vector, one by one. */
+/* out = act(in @ W + b) for one image (W is C x Fp: F columns, then zero columns up to Fp, a whole number of
+   vectors; out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the dense kernel's
+   tiles; the last thread also takes the columns beyond the last whole vector (none when Fp is whole vectors), one
+   by one. */
 static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
                              int team) {
-    const ptrdiff_t K = op->C, F = op->F, whole = F / LANES * LANES, panel = DENSE_VECS * LANES;
+    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp > 0 ? op->Fp : F, whole = Fp / LANES * LANES;
+    const ptrdiff_t panel = DENSE_VECS * LANES;
     const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
     ptrdiff_t v0, v1;
-    NAME(plan_share)(F / LANES, tid, team, &v0, &v1);
+    NAME(plan_share)(Fp / LANES, tid, team, &v0, &v1);
     ptrdiff_t j0 = v0 * LANES, j1 = v1 * LANES;
     for (ptrdiff_t n0 = j0; n0 < j1; n0 += panel)
-        NAME(cycnn_dense_tile)(in, K, 1, Wt, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel, K, F);
+        NAME(cycnn_dense_tile)(in, K, 1, Wt, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel, K, Fp);
     if (tid == team - 1) {
         for (ptrdiff_t j = whole; j < F; j++) {
             REAL sum = 0;
             /* One fused multiply-add per term, in order: what the vector kernel (and BLAS) compute. */
             for (ptrdiff_t k = 0; k < K; k++)
-                sum = sizeof(REAL) == sizeof(float) ? fmaf(in[k], Wt[k * F + j], sum) : fma(in[k], Wt[k * F + j], sum);
+                sum = sizeof(REAL) == sizeof(float) ? fmaf(in[k], Wt[k * Fp + j], sum) : fma(in[k], Wt[k * Fp + j], sum);
             out[j] = sum;
         }
         j1 = F;
     }
+    if (j1 > F) j1 = F;
     for (ptrdiff_t j = j0; j < j1; j++) {
         const REAL v = out[j] + bias[j];
         out[j] = (op->relu && v < 0) ? 0 : v;
@@ -249,10 +253,11 @@ static void NAME(plan_softmax)(const REAL *logits, ptrdiff_t classes, double *pr
    matrix B times). Every output is the same sum in the same order as plan_dense's. */
 static void NAME(plan_dense_block)(const cycnn_plan_op *op, const REAL *in, ptrdiff_t in_stride, REAL *out,
                                    ptrdiff_t out_stride, ptrdiff_t B) {
-    const ptrdiff_t K = op->C, F = op->F, whole = F / LANES * LANES, panel = DENSE_VECS * LANES;
+    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp > 0 ? op->Fp : F, whole = Fp / LANES * LANES;
+    const ptrdiff_t panel = DENSE_VECS * LANES;
     const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
 #define PLAN_DENSE_CASE(rows, vecs) \
-    NAME(dense_block)(in + r0 * in_stride, in_stride, 1, Wt + n0, F, out + r0 * out_stride + n0, out_stride, K, rows, \
+    NAME(dense_block)(in + r0 * in_stride, in_stride, 1, Wt + n0, Fp, out + r0 * out_stride + n0, out_stride, K, rows, \
                       vecs); break;
 #define PLAN_DENSE_ROWS(vecs) \
     switch (R) { case 1: PLAN_DENSE_CASE(1, vecs) case 2: PLAN_DENSE_CASE(2, vecs) case 3: PLAN_DENSE_CASE(3, vecs) \
@@ -275,7 +280,7 @@ static void NAME(plan_dense_block)(const cycnn_plan_op *op, const REAL *in, ptrd
         for (ptrdiff_t j = whole; j < F; j++) {
             REAL sum = 0;
             for (ptrdiff_t k = 0; k < K; k++)
-                sum = sizeof(REAL) == sizeof(float) ? fmaf(x[k], Wt[k * F + j], sum) : fma(x[k], Wt[k * F + j], sum);
+                sum = sizeof(REAL) == sizeof(float) ? fmaf(x[k], Wt[k * Fp + j], sum) : fma(x[k], Wt[k * Fp + j], sum);
             y[j] = sum;
         }
         for (ptrdiff_t j = 0; j < F; j++) {
@@ -325,6 +330,9 @@ static int NAME(cycnn_plan_run)(const cycnn_plan_op *ops, int nops, const REAL *
     if (bad) return 1;
     if (block < 1 || block > CYCNN_PLAN_BLOCK) block = CYCNN_PLAN_BLOCK;
     ptrdiff_t next = 0; /* the next block of images no thread has taken */
+    /* No more threads than blocks: a thread with nothing to do would still be waited for at the end. */
+    const ptrdiff_t blocks = (N + block - 1) / block;
+    if (!split && blocks < threads) threads = (int)blocks;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();

@@ -97,7 +97,7 @@ def compile_ops(model, dtype):
             scratch_size = max(scratch_size, scratch)
             i += 1 if pool is None else 2
         elif isinstance(layer, (MaxPool2D, ReLU, Dense)):
-            op, shape = _simple_op(layer, shape, at, slot)
+            op, shape = _simple_op(layer, shape, at, slot, derived)
             i += 1
         else:  # Flatten and Dropout (the identity at inference) leave the numbers where they are
             shape = layer.output_shape(shape)
@@ -110,10 +110,16 @@ def compile_ops(model, dtype):
     return ops, derived, slot.size, scratch_size, at
 
 
-def _simple_op(layer, shape, at, slot):
+def _simple_op(layer, shape, at, slot, derived):
     if isinstance(layer, Dense):
-        op = {"kind": "dense", "C": layer.in_features, "H": 1, "W": 1, "F": layer.out_features,
-              "relu": layer.activation == "relu", "weight": layer.params["W"], "bias": layer.params["b"]}
+        W, f = layer.params["W"], layer.out_features
+        lanes = WINOGRAD_CHANNEL_MULTIPLE[W.dtype]
+        if f % lanes:  # the kernel takes whole vectors of columns: a copy padded with zero columns (checked per call)
+            padded = np.zeros((layer.in_features, -(-f // lanes) * lanes), dtype=W.dtype)
+            derived.append((_plan.DERIVE_PAD_COLUMNS, W, np.empty_like(W), padded))
+            W = padded
+        op = {"kind": "dense", "C": layer.in_features, "H": 1, "W": 1, "F": f, "Fp": W.shape[1],
+              "relu": layer.activation == "relu", "weight": W, "bias": layer.params["b"]}
     elif isinstance(layer, ReLU):
         size = int(np.prod(shape))
         op = {"kind": "relu", "C": size, "H": 1, "W": 1, "F": 0, "weight": np.zeros(0, layer.dtype)}
@@ -127,7 +133,7 @@ def _simple_op(layer, shape, at, slot):
     if isinstance(layer, Dense):
         shape = layer.output_shape(shape)
     op["in"] = at
-    op["out"] = slot.take(int(np.prod(shape)))
+    op["out"] = slot.take(op.get("Fp", int(np.prod(shape))))
     return op, shape
 
 

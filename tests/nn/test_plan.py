@@ -69,7 +69,7 @@ def test_the_plan_computes_what_the_layers_compute(index, dtype, n, split):
 def test_the_reference_network_uses_winograd_and_the_gemm():
     ops, derived, _, _, _ = plan.compile_ops(networks(np.float32)[0][1], np.dtype(np.float32))
     assert [op["kind"] for op in ops] == ["conv_gemm", "conv_winograd", "dense", "dense"]
-    assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD]
+    assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD, _plan.DERIVE_PAD_COLUMNS]
 
 
 def test_a_batch_answers_with_the_layers_bits():
