@@ -153,6 +153,8 @@ def measure_paused(model, x, y, xt, yt, epochs, seconds=10.0):
     worker = threading.Thread(target=trainer.fit, args=(x, y))
     worker.start()
     while trainer.state.global_step < 200:
+        if not worker.is_alive():
+            raise SystemExit("paused: the training thread ended before step 200 (see its error above)")
         time.sleep(0.05)
     controls.request({"action": "pause"})
     time.sleep(1.0)  # the step under way ends, the snapshot is published
