@@ -109,9 +109,10 @@ class World:
         self._armed = None  # (started, deadline, what) while a collective runs
         self._signalled = None
         self._lost_lock = threading.Lock()
+        self._abort_from_any_thread = mpi.Query_thread() == mpi.THREAD_MULTIPLE
         self._wake_read, wake_write = os.pipe()
         os.set_blocking(wake_write, False)
-        self._previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)  # the watchdog reads the signals' numbers
         threading.Thread(target=self._watch, name="cycnn-mpi-watchdog", daemon=True).start()
         atexit.register(self._at_exit)
 
@@ -154,7 +155,7 @@ class World:
         finally:
             self._armed = None
 
-    # --- the end of a run ---------------------------------------------------------------------------------------
+    # --- threads, and the end of a run -------------------------------------------------------------------------
     def default_threads(self):
         """Threads for this rank when --threads is not given: its cores, shared with the ranks of its host whose
         cores overlap (mpirun binds 2 ranks to a core each; ranks it does not bind share them all)."""
@@ -186,7 +187,7 @@ class World:
         if self.rank == 0:
             print(f"cycnn: error: lost the other ranks during {what}: {why}{note}", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        if self._signalled is None and self.mpi.Query_thread() == self.mpi.THREAD_MULTIPLE:
+        if self._signalled is None and self._abort_from_any_thread:
             self.comm.Abort(EXIT_LOST)
         os._exit(EXIT_LOST)  # the launcher is ending the job already (or MPI may not be called from here)
 
