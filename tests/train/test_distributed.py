@@ -430,8 +430,8 @@ def test_a_nan_on_every_rank_ends_the_run_in_one_line(data_dir, tmp_path):
 
 
 # --- faults: whole runs --------------------------------------------------------------------------------------------
-FAULT_RUN = ["-m", "cycnn", "train", "--conv", "8", "--dense", "32", "--batch-size", "32", "--epochs", "4",
-             "--threads", "1", "--seed", "5", "--optimizer", "sgd", "--lr", "0.02", "--checkpoint-every", "5"]
+FAULT_RUN = ["-m", "cycnn", "train", "--conv", "8", "--dense", "32", "--batch-size", "32", "--threads", "1",
+             "--seed", "5", "--optimizer", "sgd", "--lr", "0.02"]
 
 
 def rank_pid(job, rank):
@@ -469,7 +469,8 @@ def test_a_rank_that_dies_or_hangs_ends_the_job_in_bounded_time_with_a_checkpoin
     but rank 0's deadline, here CYCNN_MPI_TIMEOUT=3): one line on rank 0, a non-zero exit, a checkpoint that
     resumes to the end."""
     out = tmp_path / "m.npz"
-    job = mpirun([*FAULT_RUN, "--data-dir", big_data, "--out", out], cwd=tmp_path, env={"CYCNN_MPI_TIMEOUT": "3"})
+    job = mpirun([*FAULT_RUN, "--epochs", "4", "--checkpoint-every", "5", "--data-dir", big_data, "--out", out],
+                 cwd=tmp_path, env={"CYCNN_MPI_TIMEOUT": "3"})
     wait_for(tmp_path / "m.ckpt.npz")
     time.sleep(0.3)
     victim = rank_pid(job, 1)
@@ -480,12 +481,13 @@ def test_a_rank_that_dies_or_hangs_ends_the_job_in_bounded_time_with_a_checkpoin
     assert code != 0 and elapsed < 60, (elapsed, err)
     [line] = cycnn_lines(err)
     why = "the launcher is ending the job" if fault == "kill" else "no answer for 3 s"
+    _, _, state, _ = load_checkpoint(tmp_path / "m.ckpt.npz")
+    assert state.epoch < 4 and state.global_step > 0
     checkpoint = re.escape(str(tmp_path / "m.ckpt.npz"))
-    assert re.fullmatch(rf"cycnn: error: lost the other ranks during step \d+ of epoch 1: {why} .*; saved a "
-                        rf"checkpoint at epoch 1, step \d+ to {checkpoint}; resume with: cycnn train --resume "
-                        rf"{checkpoint} --data-dir {re.escape(str(big_data))}", line), line
-    model, _, state, _ = load_checkpoint(tmp_path / "m.ckpt.npz")
-    assert state.epoch == 0 and state.step > 0
+    assert re.fullmatch(rf"cycnn: error: lost the other ranks during step {state.step + 1} of epoch {state.epoch + 1}: "
+                        rf"{why} .*; saved a checkpoint at epoch {state.epoch + 1}, step {state.step} to {checkpoint}; "
+                        rf"resume with: cycnn train --resume {checkpoint} --data-dir {re.escape(str(big_data))}",
+                        line), line
     code, _, _ = run_cli(["train", "--resume", tmp_path / "m.ckpt.npz", "--data-dir", big_data, "--threads", "1",
                           "--quiet"])
     assert code == 0 and load_model(out).metadata["history"][-1]["epoch"] == 4
@@ -494,38 +496,43 @@ def test_a_rank_that_dies_or_hangs_ends_the_job_in_bounded_time_with_a_checkpoin
 
 @needs_mpi
 @pytest.mark.slow
-def test_interrupted_ranks_checkpoint_once_and_resume_on_1_or_2_ranks_as_the_uninterrupted_run(big_data, tmp_path):
+def test_interrupted_ranks_checkpoint_once_and_resume_on_2_ranks_or_1_process_as_the_uninterrupted_run(big_data,
+                                                                                                      tmp_path):
     """SIGTERM on both ranks (what mpirun sends them on Ctrl-C): every rank stops after the same step, exit 130,
-    rank 0 checkpoints; the run resumed on 1 process and on 2 ranks ends where the uninterrupted run ends, up to
-    the order of float32 sums."""
-    args = [*FAULT_RUN[:-2], "--epochs", "2", "--data-dir", big_data]
+    rank 0 checkpoints. Resumed on 2 ranks, the run ends with the uninterrupted run's weights bit for bit; on 1
+    process, with them up to the order of float32 sums (grown over the steps that follow)."""
+    args = ["-m", "cycnn", "train", "--batch-size", "256", "--epochs", "3", "--threads", "1", "--seed", "5",
+            "--optimizer", "sgd", "--lr", "0.05", "--data-dir", big_data]
     whole = mpirun([*args, "--out", tmp_path / "whole.npz", "--checkpoint", tmp_path / "whole.ckpt.npz"],
                    cwd=tmp_path)
     job = mpirun([*args, "--out", tmp_path / "m.npz"], cwd=tmp_path)
     wait_for(tmp_path / "m.log.jsonl")
-    time.sleep(1.0)
+    time.sleep(0.3)
     for rank in (0, 1):
         os.kill(rank_pid(job, rank), signal.SIGTERM)
     code, _, err = finish(job)
     assert code == 130, err
     [line] = cycnn_lines(err)
-    assert re.fullmatch(rf"interrupted at epoch 1, step \d+; resume with: cycnn train --resume "
-                        rf"{re.escape(str(tmp_path / 'm.ckpt.npz'))} --data-dir {re.escape(str(big_data))}", line), err
-    whole_code, _, whole_err = finish(whole)
-    assert whole_code == 0, whole_err
     saved = tmp_path / "m.ckpt.npz"
     _, _, state, _ = load_checkpoint(saved)
-    assert state.epoch == 0 and 0 < state.step
+    assert state.epoch < 3 and line == (f"interrupted at epoch {state.epoch + 1}, step {state.step}; resume with: "
+                                        f"cycnn train --resume {saved} --data-dir {big_data}")
+    whole_code, _, whole_err = finish(whole)
+    assert whole_code == 0, whole_err
     shutil.copy(saved, tmp_path / "again.ckpt.npz")
-    code, _, _ = run_cli(["train", "--resume", saved, "--data-dir", big_data, "--threads", "1", "--quiet"])
-    assert code == 0
     code, _, err = finish(mpirun(["-m", "cycnn", "train", "--resume", tmp_path / "again.ckpt.npz", "--data-dir",
                                   big_data, "--threads", "1", "--quiet"], cwd=tmp_path))
     assert code == 0, err
-    reference = weights(tmp_path / "whole.npz")
-    for resumed in (tmp_path / "m.npz", tmp_path / "again.npz"):
-        mine = weights(resumed)
-        assert max(float(np.abs(mine[k] - reference[k]).max()) for k in reference) < 1e-4
+    code, _, _ = run_cli(["train", "--resume", saved, "--data-dir", big_data, "--threads", "1", "--quiet"])
+    assert code == 0
+    reference, on_2_ranks, on_1 = (weights(tmp_path / name) for name in ("whole.npz", "again.npz", "m.npz"))
+    for key in reference:
+        assert np.array_equal(on_2_ranks[key], reference[key]), key
+    drift = max(float(np.abs(on_1[k] - reference[k]).max()) for k in reference)
+    assert 0 < drift < 1e-3
+    accuracies = [load_model(tmp_path / name).metadata["test_accuracy"] for name in ("whole.npz", "m.npz")]
+    assert abs(accuracies[0] - accuracies[1]) <= 0.01
+    print(f"resumed at epoch {state.epoch + 1}, step {state.step}: on 1 process within {drift:.1e} of the weights")
 
 
 @needs_mpi
@@ -533,16 +540,17 @@ def test_interrupted_ranks_checkpoint_once_and_resume_on_1_or_2_ranks_as_the_uni
 def test_ctrl_c_on_mpirun_stops_every_rank_after_a_step_and_checkpoints(big_data, tmp_path):
     """SIGINT on mpirun: it sends SIGTERM to the ranks (and SIGKILL a second later); rank 0 writes the checkpoint
     and the one line. (Open MPI's mpirun itself exits 1 when interrupted, whatever the ranks' codes.)"""
-    job = mpirun([*FAULT_RUN, "--data-dir", big_data, "--out", tmp_path / "m.npz"], cwd=tmp_path)
+    job = mpirun([*FAULT_RUN, "--epochs", "8", "--data-dir", big_data, "--out", tmp_path / "m.npz"], cwd=tmp_path)
     wait_for(tmp_path / "m.log.jsonl")
-    time.sleep(1.0)
+    time.sleep(0.3)
     job.send_signal(signal.SIGINT)
     code, _, err = finish(job, timeout=60)
     assert code != 0
     [line] = cycnn_lines(err)
     _, _, state, _ = load_checkpoint(tmp_path / "m.ckpt.npz")
-    assert state.epoch == 0 and state.step > 0
-    assert line.startswith(f"interrupted at epoch 1, step {state.step}; resume with: cycnn train --resume "), err
+    assert state.epoch < 8 and state.global_step > 0
+    assert line.startswith(f"interrupted at epoch {state.epoch + 1}, step {state.step}; resume with: cycnn train "
+                           "--resume "), err
 
 
 @needs_mpi
