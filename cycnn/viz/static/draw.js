@@ -21,11 +21,13 @@ function fit(canvas) {  // size the drawing buffer to the displayed size
   const ctx = canvas.getContext("2d"); ctx.setTransform(ratio, 0, 0, ratio, 0, 0); ctx.clearRect(0, 0, w, h);
   return [ctx, w, h];
 }
+const TILE = { canvas: null, images: {} };  // one scratch canvas and one ImageData per tile size, reused
 function tile(ctx, values, w, h, x, y, scale, lut) {  // draw w x h values (0..255 levels) as pixels
-  const img = new ImageData(w, h);
+  const key = `${w}x${h}`, img = TILE.images[key] || (TILE.images[key] = new ImageData(w, h)), data = img.data;
   for (let i = 0; i < w * h; i++) { const c = lut[values[i]];
-    img.data[4 * i] = c[0]; img.data[4 * i + 1] = c[1]; img.data[4 * i + 2] = c[2]; img.data[4 * i + 3] = 255; }
-  const off = document.createElement("canvas"); off.width = w; off.height = h;
+    data[4 * i] = c[0]; data[4 * i + 1] = c[1]; data[4 * i + 2] = c[2]; data[4 * i + 3] = 255; }
+  const off = TILE.canvas || (TILE.canvas = document.createElement("canvas"));
+  if (off.width !== w || off.height !== h) { off.width = w; off.height = h; }
   off.getContext("2d").putImageData(img, 0, 0);
   ctx.imageSmoothingEnabled = false; ctx.drawImage(off, x, y, w * scale, h * scale);
 }
