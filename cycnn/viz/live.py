@@ -200,9 +200,12 @@ class LiveView(Callback):
         kernels = None
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
-            weights = np.asarray(conv.params["W"], dtype=np.float64).sum(axis=1)
+            full = np.asarray(conv.params["W"], dtype=np.float64)
+            weights = full.sum(axis=1)
             kernels = {"count": int(weights.shape[0]), "h": int(weights.shape[1]), "w": int(weights.shape[2]),
                        "in_channels": conv.in_channels, "values": [round(float(v), 4) for v in weights.ravel()]}
+            if conv.in_channels == 3:  # a colour kernel is drawn as a colour picture: its channels too
+                kernels["rgb"] = [round(float(v), 4) for v in full.ravel()]
         elapsed = time.perf_counter() - self.started
         paused = self.controls is not None and self.controls.paused and self.status == "training"
         return {

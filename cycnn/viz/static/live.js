@@ -6,18 +6,27 @@ let lastVersion = -1, last = null;
 function drawKernels(d) {
   const k = d.kernels, canvas = document.getElementById("kernels");
   if (!k) { const [ctx] = fit(canvas); ctx.fillText("this model has no convolution layer", 10, 20); return; }
-  document.getElementById("kernels-title").textContent =
-    `First-layer kernels: ${k.count} of ${k.h}×${k.w}` + (k.in_channels > 1 ? " (summed over input channels)" : "");
+  document.getElementById("kernels-title").textContent = `First-layer kernels: ${k.count} of ${k.h}×${k.w}` +
+    (k.rgb ? " in colour (mid-gray: 0; each colour its weights' sign)" : k.in_channels > 1 ? " (summed over input channels)" : "");
   const cols = Math.min(k.count, k.count <= 32 ? 8 : 16), rows = Math.ceil(k.count / cols);
   canvas.style.height = "auto";
   const W = canvas.clientWidth, scale = Math.max(2, Math.min(20, Math.floor((W - 8 * cols) / cols / k.w)));
   canvas.style.height = (rows * (k.h * scale + 4)) + "px";
-  const [ctx] = fit(canvas), limit = Math.max(1e-12, ...k.values.map(Math.abs));
+  const [ctx] = fit(canvas), limit = Math.max(1e-12, ...(k.rgb || k.values).map(Math.abs));
   for (let c = 0; c < k.count; c++) {
+    const x = (c % cols) * (k.w * scale + 8), y = Math.floor(c / cols) * (k.h * scale + 4);
+    if (k.rgb) { colourKernel(ctx, k, c, limit, x, y, scale); continue; }
     const levels = k.values.slice(c * k.h * k.w, (c + 1) * k.h * k.w).map(v => Math.round((v / limit + 1) * 127.5));
-    tile(ctx, levels, k.w, k.h, (c % cols) * (k.w * scale + 8), Math.floor(c / cols) * (k.h * scale + 4), scale,
-         LUTS.rdbu);
+    tile(ctx, levels, k.w, k.h, x, y, scale, LUTS.rdbu);
   }
+}
+function colourKernel(ctx, k, c, limit, x, y, scale) {  // kernel c of a colour layer: (w / limit + 1) / 2 per channel
+  const n = k.h * k.w, img = new ImageData(k.w, k.h);
+  for (let i = 0; i < n; i++) { for (let ch = 0; ch < 3; ch++)
+    img.data[4 * i + ch] = Math.round((k.rgb[(c * 3 + ch) * n + i] / limit + 1) * 127.5);
+    img.data[4 * i + 3] = 255; }
+  const off = document.createElement("canvas"); off.width = k.w; off.height = k.h; off.getContext("2d").putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false; ctx.drawImage(off, x, y, k.w * scale, k.h * scale);
 }
 function drawKernelGradients(d) {  // what the probe image alone would change in the first-layer kernels
   const k = (d.probe_gradients || {}).kernels, canvas = document.getElementById("kernel-grads");
