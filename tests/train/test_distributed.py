@@ -219,6 +219,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # (starts mpirun or whole CLI runs: seconds each)
 @pytest.mark.parametrize("rank", [0, 1])
 def test_without_mpi4py_rank_0_says_what_to_install_and_the_others_are_silent(rank, tmp_path):
     environ = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": str(rank)}
@@ -381,6 +382,7 @@ def test_ranks_whose_weights_drift_apart_are_stopped_at_the_epoch_end(helper_run
 
 # --- 2 ranks through the command line ----------------------------------------------------------------------------
 @needs_mpi
+@pytest.mark.slow  # (starts mpirun or whole CLI runs: seconds each)
 def test_a_2_rank_run_prints_once_writes_once_and_tests_as_1_process(data_dir, tmp_path, capsys):
     args = ["train", *TINY, "--epochs", "2", "--data-dir", data_dir, "--json"]
     job = mpirun(["-m", "cycnn", *args, "--out", tmp_path / "mpi" / "m.npz"], cwd=tmp_path)
@@ -405,6 +407,7 @@ def test_a_2_rank_run_prints_once_writes_once_and_tests_as_1_process(data_dir, t
 
 
 @needs_mpi
+@pytest.mark.slow  # (starts mpirun or whole CLI runs: seconds each)
 def test_ranks_started_with_different_flags_are_refused_in_one_line(data_dir, tmp_path):
     args = f"-m cycnn train {' '.join(TINY)} --epochs 1 --data-dir {data_dir} --out {tmp_path / 'm.npz'}"
     job = mpirun([f"{args} --lr 0.02 : {args} --lr 0.01"], n=1, cwd=tmp_path)
