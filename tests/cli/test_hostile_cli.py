@@ -13,6 +13,7 @@ from cycnn.io import architecture
 from cycnn.io.model_file import load_model, save_model
 from cycnn.nn.optim import make_optimizer
 from cycnn.train import run as training_run
+from cycnn.train.trainer import Trainer
 from cycnn.train.checkpoint import load_checkpoint, save_checkpoint
 from cycnn.train.log import RunLog
 from cycnn.train.settings import RunSettings
@@ -175,7 +176,10 @@ def test_an_interruption_at_any_moment_ends_with_the_resume_hint(when, tmp_path,
     checkpoint = tmp_path / "m.ckpt.npz"
     state = load_checkpoint(checkpoint)[2]
     state_epochs = state.epoch
-    monkeypatch.setattr(training_run, "load_data" if when == "loading the data" else "evaluate", interrupt)
+    if when == "loading the data":
+        monkeypatch.setattr(training_run, "load_data", interrupt)
+    else:  # the final test runs through the trainer's evaluate (which a data-parallel trainer splits over ranks)
+        monkeypatch.setattr(Trainer, "evaluate", interrupt)
     code, _, err = run_cli(["train", "--resume", checkpoint, "--quiet"], capsys)
     assert code == 130 and state_epochs == 2
     assert err.strip().splitlines()[-1].endswith(f"resume with: cycnn train --resume {checkpoint}"), err
