@@ -336,6 +336,7 @@ def helper_runs(tmp_path_factory):
 
 
 @needs_mpi
+@pytest.mark.slow  # (they share one mpirun run of about 10 s)
 def test_one_sgd_step_on_2_ranks_gives_the_weights_of_1_process(helper_runs):
     """Shares of 19 and 18 images, augmentation and dropout: within float32 rounding of one process's step, and
     bit for bit the same on both ranks."""
@@ -352,6 +353,7 @@ def test_one_sgd_step_on_2_ranks_gives_the_weights_of_1_process(helper_runs):
 
 
 @needs_mpi
+@pytest.mark.slow  # (they share one mpirun run of about 10 s)
 def test_the_ranks_hold_bit_identical_weights_at_every_epoch_end(helper_runs):
     reports = [json.loads((helper_runs["mpi"] / f"report-{r}.json").read_text()) for r in (0, 1)]
     assert len(reports[0]["digests"]) == 2 and reports[0]["digests"] == reports[1]["digests"]
@@ -364,6 +366,7 @@ def test_the_ranks_hold_bit_identical_weights_at_every_epoch_end(helper_runs):
 
 
 @needs_mpi
+@pytest.mark.slow  # (they share one mpirun run of about 10 s)
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(helper_runs):
     reports = [json.loads((helper_runs["mpi"] / f"report-{r}.json").read_text()) for r in (0, 1)]
     for report in reports:
@@ -373,6 +376,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(helper_runs):
 
 
 @needs_mpi
+@pytest.mark.slow  # (they share one mpirun run of about 10 s)
 def test_ranks_whose_weights_drift_apart_are_stopped_at_the_epoch_end(helper_runs):
     for rank in (0, 1):
         kind, message, agreed, epoch = json.loads((helper_runs["mpi"] / f"report-{rank}.json").read_text())["drift"]
