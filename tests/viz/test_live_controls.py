@@ -23,6 +23,7 @@ from cycnn.train.log import read_log
 from cycnn.train.settings import RunSettings
 from cycnn.train.trainer import Trainer
 from cycnn.viz.live import LiveServer, LiveView, control_route
+from test_live import stop_process  # tests/viz/test_live.py
 
 SMALL = architecture.stack([4], [3], 2, [16], [0.2], input_shape=(1, 28, 28), num_classes=10)
 LR = 0.01
@@ -34,14 +35,6 @@ class Throttle(Callback):
     def on_step_end(self, trainer, info):
         time.sleep(0.005)
 
-
-def stop_process(process):
-    """Kill ``process`` if it still runs and close its pipes."""
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    process.stdout.close()
-    process.stderr.close()
 
 
 def call(port, method, path, body=None, content_type="application/json"):
