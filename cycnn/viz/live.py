@@ -266,20 +266,13 @@ def control_route(controls):
     def handle(request):
         if request.content_type != "application/json":
             raise ApiError(415, 'send the command as application/json, e.g. {"action": "pause"}')
-        try:
-            command = json.loads(request.body.decode("utf-8"), parse_constant=_not_a_number)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ApiError(400, f"the command is not valid JSON ({str(exc)[:100]})") from None
+        command = request.json("the command")
         try:
             return controls.request(command)
         except ControlConflict as exc:
             raise ApiError(409, str(exc)) from None
 
     return Route(handle, MAX_COMMAND)
-
-
-def _not_a_number(name):
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def serve(model, test_images, test_labels, port=DEFAULT_PORT, interval=DEFAULT_INTERVAL, title="", step=0):

@@ -41,6 +41,18 @@ class Request:
     def content_type(self):
         return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
 
+    def json(self, what="the body"):
+        """The body parsed as JSON: 400 naming ``what`` if it is not (NaN and Infinity, which Python's parser
+        would take, are not JSON numbers)."""
+        try:
+            return json.loads(self.body.decode("utf-8"), parse_constant=_not_a_number)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ApiError(400, f"{what} is not valid JSON ({str(exc)[:100]})") from None
+
+
+def _not_a_number(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
 
 class Route:
     """A handler for one method and path: ``handler(request)`` returns a dict (sent as JSON) or

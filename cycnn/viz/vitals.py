@@ -14,7 +14,7 @@ import numpy as np
 
 from cycnn.nn.layers import Conv2D, ReLU
 from cycnn.nn.losses import softmax
-from cycnn.viz.explore.analysis import b64
+from cycnn.viz.explore.analysis import b64, rounded
 
 PERCENTILES = (0, 10, 25, 50, 75, 90, 100)
 MAX_POINTS = 120  # measured steps kept; beyond, every other one is dropped (the span stays whole)
@@ -23,14 +23,10 @@ MAX_MAPS = 64
 OBSERVE_EVERY = 200  # steps: how recent the dead-ReLU figures must be before a measurement records its own
 
 
-def _rounded(values):
-    return [float(f"{v:.4g}") for v in values]
-
-
 def _percentiles(array):
     flat = np.asarray(array).ravel()
     step = -(-flat.size // SAMPLE)
-    return _rounded(np.percentile(flat[::step], PERCENTILES))
+    return rounded(np.percentile(flat[::step], PERCENTILES), 4)
 
 
 def relu_outputs(model):
@@ -105,5 +101,5 @@ def probe_gradients(model, outputs, caches, label):
     if first is not None and np.isfinite(parameter_gradients[first]["W"]).all():
         dW = np.asarray(parameter_gradients[first]["W"], dtype=np.float64).sum(axis=1)
         kernels = {"count": int(dW.shape[0]), "h": int(dW.shape[1]), "w": int(dW.shape[2]),
-                   "values": _rounded(dW.ravel())}
+                   "values": rounded(dW, 4)}
     return {"label": int(label), "maps": maps, "kernels": kernels}
