@@ -2,10 +2,14 @@
 
 Layout: images are NCHW. ``im2col_t`` writes one row per kernel tap, ``cols_t[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]``
 (with stride 1, runs of whole output rows: long contiguous copies), so ``cols_t.T @ W.reshape(F, -1).T`` is the
-whole batch's convolution in a single BLAS call with rows of shape (N*OH*OW, F); ``col2im`` adds such per-pixel
-rows of tap gradients back onto the image. ``rows_to_nchw`` adds the bias, applies the optional ReLU and turns those rows back into NCHW in the
-same pass; ``nchw_to_rows`` is its adjoint for the backward pass. Every loop runs in parallel over images, so no
-two threads ever write the same element and results do not depend on the thread count.
+whole batch's convolution in a single BLAS call with rows of shape (N*OH*OW, F). ``rows_to_nchw`` adds the bias,
+applies the optional ReLU and turns those rows back into NCHW in the same pass.
+
+The backward pass works channel by channel: ``nchw_to_planes`` lays the output gradient out as one row per
+channel, (F, N*OH*OW); two GEMMs give the weight gradient and the patches' gradient in im2col_t's layout, and
+``col2im_t``, im2col_t's adjoint, adds the latter back onto the image in runs of whole rows. ``nchw_to_rows`` turns
+images channels-last for the fused kernels. Every loop runs in parallel over images, so no two threads ever write
+the same element and results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -51,39 +55,44 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
     return 0
 
 
-cpdef int col2im(const floating[:, ::1] cols, int kh, int kw, int stride, int pad,
-                 floating[:, :, :, ::1] dx) except -1 nogil:
-    """The adjoint of im2col_t: zero ``dx``, then add every row of ``cols`` (one output pixel's tap gradients, the
-    layout of ``cols_t.T``) back onto the pixels it came from."""
+cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, int pad,
+                   floating[:, :, :, ::1] dx) except -1 nogil:
+    """The adjoint of im2col_t: zero ``dx``, then add each kernel tap's row of ``cols_t`` back onto the pixels it
+    was copied from. With stride 1 these are runs of whole output rows: contiguous, vectorized additions."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
     require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
-    require(cols.shape[0] == N * OH * OW and cols.shape[1] == C * kh * kw, b"cols must be (N*OH*OW, C*kh*kw)")
-    cdef Py_ssize_t n, oh, ow, c, i, j, h, w0, k
+    require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW,
+            b"cols_t must be (C*kh*kw, N*OH*OW)")
+    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, k, shift, first, last
     cdef const floating* src
+    cdef floating* image
     cdef floating* dst
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
-        dst = &dx[n, 0, 0, 0]
+        image = &dx[n, 0, 0, 0]
         for k in range(C * H * W):
-            dst[k] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                src = &cols[(n * OH + oh) * OW + ow, 0]
-                w0 = ow * stride - pad
-                for c in range(C):
-                    for i in range(kh):
+            image[k] = 0
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    src = &cols_t[(c * kh + i) * kw + j, n * OH * OW]
+                    shift = j - pad  # the input column of output column 0 (stride 1)
+                    first = 0 if shift >= 0 else -shift
+                    last = OW if shift + OW <= W else W - shift
+                    for oh in range(OH):
                         h = oh * stride + i - pad
                         if h >= 0 and h < H:
-                            if w0 >= 0 and w0 + kw <= W:
-                                dst = &dx[n, c, h, w0]
-                                for j in range(kw):
-                                    dst[j] += src[j]
+                            dst = image + (c * H + h) * W
+                            if stride == 1:
+                                for ow in range(first, last):
+                                    dst[ow + shift] += src[ow]
                             else:
-                                for j in range(kw):
-                                    if 0 <= w0 + j < W:
-                                        dx[n, c, h, w0 + j] += src[j]
-                        src = src + kw
+                                for ow in range(OW):
+                                    w = ow * stride + shift
+                                    if w >= 0 and w < W:
+                                        dst[w] += src[ow]
+                        src = src + OW
     return 0
 
 
@@ -106,18 +115,39 @@ cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bi
     return 0
 
 
-cpdef int nchw_to_rows(const floating[:, :, ::1] dy, const floating[:, :, ::1] y, bint relu,
-                        floating[:, ::1] rows) except -1 nogil:
-    """``rows[n*P + p, f] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: the adjoint of rows_to_nchw."""
+cpdef int nchw_to_rows(const floating[:, :, ::1] x, floating[:, ::1] rows) except -1 nogil:
+    """``rows[n*P + p, c] = x[n, c, p]``: images (N, C, P) channels-last, as the fused kernels read them."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
+    cdef Py_ssize_t n, c, p
+    require(rows.shape[0] == N * P and rows.shape[1] == C, b"rows must be (N*P, C) for x (N, C, P)")
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * C * P > CYCNN_PARALLEL_MIN_WORK):
+        for c in range(C):
+            for p in range(P):
+                rows[n * P + p, c] = x[n, c, p]
+    return 0
+
+
+cpdef int nchw_to_planes(const floating[:, :, ::1] dy, const floating[:, :, ::1] y, bint relu,
+                          floating[:, ::1] planes) except -1 nogil:
+    """``planes[f, n*P + p] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: one row per channel, so
+    the bias gradient is each row's sum, the weight gradient ``cols_t @ planes.T`` and the patches' gradient
+    ``W.T @ planes`` (in im2col_t's layout). Contiguous runs of P pixels, in parallel over images."""
     cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
     cdef Py_ssize_t n, f, p
-    require(same_shape(y.shape, dy.shape, 3) and rows.shape[0] == N * P and rows.shape[1] == F,
-            b"y must be shaped as dy (N, F, P), and rows (N*P, F)")
+    cdef const floating* src
+    cdef const floating* out
+    cdef floating* dst
+    require(same_shape(y.shape, dy.shape, 3) and planes.shape[0] == F and planes.shape[1] == N * P,
+            b"y must be shaped as dy (N, F, P), and planes (F, N*P)")
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
         for f in range(F):
-            for p in range(P):
-                if relu and y[n, f, p] <= 0:
-                    rows[n * P + p, f] = 0
-                else:
-                    rows[n * P + p, f] = dy[n, f, p]
+            src = &dy[n, f, 0]
+            out = &y[n, f, 0]
+            dst = &planes[f, n * P]
+            if relu:
+                for p in range(P):
+                    dst[p] = src[p] if out[p] > 0 else 0
+            else:
+                for p in range(P):
+                    dst[p] = src[p]
     return 0

@@ -55,19 +55,22 @@ def conv2d_forward(x, W, b, stride=1, padding=0, relu=False, workspace=None):
 
 
 def conv2d_backward(dy, cache, input_grad=True):
-    """(dx, dW, db) of ``conv2d_forward``; dx is None without ``input_grad``."""
+    """(dx, dW, db) of ``conv2d_forward``; dx is None without ``input_grad``.
+
+    Channel by channel: the masked gradient as one row per channel (``planes``, F x N*OH*OW), whose sums are db;
+    dW = (cols_t @ planes.T).T; the patches' gradient W.T @ planes, in im2col_t's layout (written over cols_t), goes
+    back onto the image by col2im_t."""
     x_shape, cols_t, W, y, stride, padding, relu, ws = cache
     n, f = y.shape[0], y.shape[1]
-    drows = ws.get("rows", (cols_t.shape[1], f), y.dtype)
-    _conv.nchw_to_rows(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, drows)
-    db = drows.sum(axis=0)
-    dW = gemm.matmul(drows.T, cols_t.T).reshape(W.shape)
+    planes = ws.get("planes", (f, cols_t.shape[1]), y.dtype)
+    _conv.nchw_to_planes(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, planes)
+    db = planes.sum(axis=1)
+    dW = np.ascontiguousarray(gemm.matmul(cols_t, planes.T).T).reshape(W.shape)
     if not input_grad:
         return None, dW, db
-    dcols = cols_t.reshape(cols_t.shape[1], cols_t.shape[0])  # its memory takes the per-pixel tap gradients
-    gemm.matmul(drows, W.reshape(f, -1), out=dcols)
+    gemm.matmul(W.reshape(f, -1).T, planes, out=cols_t)
     dx = np.empty(x_shape, dtype=y.dtype)
-    _conv.col2im(dcols, W.shape[2], W.shape[3], stride, padding, dx)
+    _conv.col2im_t(cols_t, W.shape[2], W.shape[3], stride, padding, dx)
     return dx, dW, db
 
 

@@ -88,9 +88,8 @@ def conv_relu_maxpool_backward(dy, cache, input_grad=True):
         db = partial_db.sum(axis=0)
     else:
         n, c, h, w = x.shape
-        x_rows = x.reshape(n, c, h * w)
         x_nhwc = ws.get("x_nhwc", (n * h * w, c), x.dtype)
-        _conv.nchw_to_rows(x_rows, x_rows, False, x_nhwc)  # channels-last, transposed in parallel
+        _conv.nchw_to_rows(x.reshape(n, c, h * w), x_nhwc)  # channels-last, transposed in parallel
         dw_hwc = np.empty(W.transpose(0, 2, 3, 1).shape, dtype=x.dtype)
         db = np.empty(W.shape[0], dtype=x.dtype)
         _fused.winners_weight_grad(x_nhwc.reshape(n, h, w, c), dy, y, argmax, stride, padding, ow,

@@ -6,10 +6,12 @@ running, a two-thread product stalls whenever one of its threads is descheduled 
 measured at 0.28 ms on one thread and 54 ms on two, on this 2-core machine under load); and its threaded driver
 cuts the inner dimension differently from the one-thread driver, so results changed with the thread count.
 
-Here a large product's output is cut into a fixed number of blocks of rows (or of columns, when it is wider than
-tall: each part then packs only its share of the larger right-hand matrix) that depends only on the shape, each
-block an ordinary one-thread ``numpy.matmul`` on cycnn's Python threads, which take whole blocks. The blocks (hence
-every bit of the result) are the same on any number of threads.
+Here a large product is cut into a fixed number of blocks that depends only on the shape, each block an ordinary
+one-thread ``numpy.matmul`` on cycnn's Python threads, which take whole blocks: blocks of the output's rows, or of
+its columns when it is wider than tall (each part then packs only its share of the larger right-hand matrix), or,
+when the inner dimension dwarfs the output (a convolution's weight gradient: a few hundred numbers summed over
+every pixel of the batch), blocks of the inner dimension, whose partial products are then added in block order.
+The blocks (hence every bit of the result) are the same on any number of threads.
 
 ``dense`` (a dense layer's products: a batch of rows or a batch-sized inner dimension, too small to hand to
 another Python thread, which costs about 60 us here) runs cycnn's own vector kernel on the OpenMP threads.
@@ -26,6 +28,10 @@ MIN_SPLIT_FLOPS = 4_000_000
 # the shape only, never on the thread count (so neither do the results).
 MAX_BLOCKS = 8
 MIN_BLOCK = 32
+# The inner dimension is cut when it is this many times the output's longer side, in blocks of at least
+# MIN_INNER_BLOCK (each block's partial product costs an extra output-sized sum).
+INNER_RATIO = 8
+MIN_INNER_BLOCK = 256
 
 _threads = 1
 _pool = None
@@ -44,17 +50,20 @@ def set_threads(n):
 
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D arrays (into ``out`` if given); large products in blocks shared among the threads."""
-    by_rows, blocks = _cut(a, b)
+    axis, blocks = _cut(a, b)
     if not blocks:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    target = np.empty((len(blocks), *out.shape), dtype=out.dtype) if axis == "inner" else out
     count = len(blocks)
-    shares = [blocks[count * t // _threads:count * (t + 1) // _threads] for t in range(_threads)]
-    futures = [_pool.submit(_multiply_blocks, a, b, out, share, by_rows) for share in shares[1:]]
-    _multiply_blocks(a, b, out, shares[0], by_rows)
+    shares = [range(count * t // _threads, count * (t + 1) // _threads) for t in range(_threads)]
+    futures = [_pool.submit(_multiply_blocks, a, b, target, blocks, share, axis) for share in shares[1:]]
+    _multiply_blocks(a, b, target, blocks, shares[0], axis)
     for future in futures:
         future.result()
+    if axis == "inner":
+        np.sum(target, axis=0, out=out)  # block after block, whatever the thread count
     return out
 
 
@@ -82,21 +91,29 @@ def _flops(a, b):
 
 
 def _cut(a, b):
-    """How a product is cut: (by rows?, the blocks as slices, or None to leave it whole). The output's longer
-    side is cut, into a number of blocks that depends on the shape only."""
-    m, n = a.shape[0], b.shape[1]
-    by_rows = m >= n
-    length = m if by_rows else n
-    count = min(MAX_BLOCKS, length // MIN_BLOCK)
-    if _flops(a, b) < MIN_SPLIT_FLOPS or count < 2:
-        return by_rows, None
+    """How a product is cut: ("rows", "columns" or "inner", the blocks as slices), or (None, None) to leave it
+    whole; the number of blocks depends on the shape only."""
+    m, inner, n = a.shape[0], a.shape[1], b.shape[1]
+    if _flops(a, b) < MIN_SPLIT_FLOPS:
+        return None, None
+    if inner >= INNER_RATIO * max(m, n):
+        axis, length, least = "inner", inner, MIN_INNER_BLOCK
+    else:
+        axis, length, least = ("rows", m, MIN_BLOCK) if m >= n else ("columns", n, MIN_BLOCK)
+    count = min(MAX_BLOCKS, length // least)
+    if count < 2:
+        return None, None
     bounds = [length * i // count for i in range(count + 1)]
-    return by_rows, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return axis, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _multiply_blocks(a, b, out, blocks, by_rows):
-    for block in blocks:
-        if by_rows:
-            np.matmul(a[block], b, out=out[block])
+def _multiply_blocks(a, b, target, blocks, share, axis):
+    """The blocks numbered in ``share``; an inner block's partial product goes to its own layer of ``target``."""
+    for i in share:
+        block = blocks[i]
+        if axis == "rows":
+            np.matmul(a[block], b, out=target[block])
+        elif axis == "columns":
+            np.matmul(a, b[:, block], out=target[:, block])
         else:
-            np.matmul(a, b[:, block], out=out[:, block])
+            np.matmul(a[:, block], b[block], out=target[i])

@@ -39,11 +39,12 @@ def test_im2col_t_matches_loops(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
-def test_col2im_matches_loops(case, dtype):
+def test_col2im_t_matches_loops(case, dtype):
     (kh, kw), stride, pad, shape = case
     n, c, h, w = shape
     rows = n * out_size(h, kh, stride, pad) * out_size(w, kw, stride, pad)
-    cols = np.random.default_rng(1).standard_normal((rows, c * kh * kw)).astype(dtype)
+    cols_t = np.random.default_rng(1).standard_normal((c * kh * kw, rows)).astype(dtype)
+    cols = cols_t.T
     expected = np.zeros(shape, dtype=np.float64)
     ohw = out_size(w, kw, stride, pad)
     for row in range(rows):
@@ -55,26 +56,25 @@ def test_col2im_matches_loops(case, dtype):
             hh, ww = r * stride + i - pad, s * stride + j - pad
             if 0 <= hh < h and 0 <= ww < w:
                 expected[b, ch, hh, ww] += cols[row, col]
-    dx = np.full(shape, np.nan, dtype=dtype)  # col2im must zero its output first
-    _conv.col2im(cols, kh, kw, stride, pad, dx)
+    dx = np.full(shape, np.nan, dtype=dtype)  # col2im_t must zero its output first
+    _conv.col2im_t(cols_t, kh, kw, stride, pad, dx)
     np.testing.assert_allclose(dx, expected, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
-def test_col2im_is_the_adjoint_of_im2col_t(case, dtype):
-    """<im2col_t(x).T, y> == <x, col2im(y)> for random x and y."""
+def test_col2im_t_is_the_adjoint_of_im2col_t(case, dtype):
+    """<im2col_t(x), y> == <x, col2im_t(y)> for random x and y."""
     (kh, kw), stride, pad, shape = case
     n, c, h, w = shape
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(dtype)
     rows = n * out_size(h, kh, stride, pad) * out_size(w, kw, stride, pad)
-    y = rng.standard_normal((rows, c * kh * kw)).astype(dtype)
-    cols_t = np.empty(y.shape[::-1], dtype=dtype)
-    _conv.im2col_t(x, kh, kw, stride, pad, cols_t)
-    cols = cols_t.T
+    y = rng.standard_normal((c * kh * kw, rows)).astype(dtype)
+    cols = np.empty(y.shape, dtype=dtype)
+    _conv.im2col_t(x, kh, kw, stride, pad, cols)
     back = np.empty_like(x)
-    _conv.col2im(y, kh, kw, stride, pad, back)
+    _conv.col2im_t(y, kh, kw, stride, pad, back)
     lhs = np.dot(cols.ravel().astype(np.float64), y.ravel().astype(np.float64))
     rhs = np.dot(x.ravel().astype(np.float64), back.ravel().astype(np.float64))
     scale = np.abs(cols).ravel() @ np.abs(y).ravel()
@@ -97,32 +97,34 @@ def test_rows_to_nchw_is_bias_relu_and_a_transpose(n, f, p, relu, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("n, f, p", [(1, 1, 1), (1, 3, 7), (2, 1, 5), (3, 4, 6)])
-def test_nchw_to_rows_is_the_transpose_masked_by_relu(n, f, p, relu, dtype):
-    rng = np.random.default_rng(4)
-    dy = rng.standard_normal((n, f, p)).astype(dtype)
-    y = np.maximum(rng.standard_normal((n, f, p)), 0).astype(dtype)  # a ReLU output: zero in about half the places
-    expected = dy.transpose(0, 2, 1).reshape(n * p, f)
-    if relu:
-        expected = np.where(y.transpose(0, 2, 1).reshape(n * p, f) > 0, expected, 0)
+def test_nchw_to_rows_is_the_channels_last_transpose(n, f, p, dtype):
+    x = np.random.default_rng(4).standard_normal((n, f, p)).astype(dtype)
     rows = np.full((n * p, f), np.nan, dtype=dtype)
-    _conv.nchw_to_rows(dy, y, relu, rows)
-    np.testing.assert_array_equal(rows, expected)
+    _conv.nchw_to_rows(x, rows)
+    np.testing.assert_array_equal(rows, x.transpose(0, 2, 1).reshape(n * p, f))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rows_to_nchw_and_nchw_to_rows_are_adjoint(dtype):
-    """Without ReLU the two passes are transposes of each other: <T(rows), y> == <rows, T'(y)>."""
-    rng = np.random.default_rng(5)
-    n, f, p = 2, 3, 5
-    rows = rng.standard_normal((n * p, f)).astype(dtype)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n, f, p", [(1, 1, 1), (1, 3, 7), (2, 1, 5), (3, 4, 6)])
+def test_nchw_to_planes_is_the_channel_major_transpose_masked_by_relu(n, f, p, relu, dtype):
+    rng = np.random.default_rng(4)
     dy = rng.standard_normal((n, f, p)).astype(dtype)
-    y = np.empty((n, f, p), dtype=dtype)
-    _conv.rows_to_nchw(rows, np.zeros(f, dtype=dtype), False, y)
-    back = np.empty_like(rows)
-    _conv.nchw_to_rows(dy, y, False, back)
-    assert np.isclose(float(np.sum(y * dy)), float(np.sum(rows * back)), **TOL[dtype])
+    y = np.maximum(rng.standard_normal((n, f, p)), 0).astype(dtype)  # a ReLU output: zero in about half the places
+    expected = np.where(y > 0, dy, 0) if relu else dy
+    planes = np.full((f, n * p), np.nan, dtype=dtype)
+    _conv.nchw_to_planes(dy, y, relu, planes)
+    np.testing.assert_array_equal(planes, expected.transpose(1, 0, 2).reshape(f, n * p))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nchw_to_planes_refuses_mismatched_shapes(dtype):
+    dy = np.zeros((2, 3, 5), dtype=dtype)
+    with pytest.raises(ValueError, match="planes"):
+        _conv.nchw_to_planes(dy, dy, True, np.zeros((3, 9), dtype=dtype))
+    with pytest.raises(ValueError, match="planes"):
+        _conv.nchw_to_planes(dy, np.zeros((2, 3, 4), dtype=dtype), True, np.zeros((3, 10), dtype=dtype))
 
 
 # --- pooling ------------------------------------------------------------------------------------------------------

@@ -84,15 +84,18 @@ def test_layers_give_the_same_bits_on_any_thread_count(index, dtype, threads):
 # (m, k, n) of products the layers above compute: the second convolution's weight gradient (24 x 2412 by
 # 2412 x 45), its forward product, and the first network's dense layer; then the reference network's dense layer
 # at batch 64 forward (cut by columns: wider than tall) and its input gradient.
-PRODUCTS = [(24, 2412, 45), (2412, 45, 24), (5360, 30, 16), (67, 240, 13), (64, 1600, 128), (64, 128, 1600)]
+# Cut by rows, by columns, and by the inner dimension (the first and the last: a convolution's weight gradient).
+PRODUCTS = [(24, 2412, 45), (2412, 45, 24), (5360, 30, 16), (67, 240, 13), (64, 1600, 128), (64, 128, 1600),
+            (27, 9001, 32)]
 
 
 @pytest.mark.parametrize("threads", MORE_THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", PRODUCTS, ids=["x".join(map(str, p)) for p in PRODUCTS])
 def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, threads):
-    """cycnn.nn.gemm cuts a product into blocks of rows (or columns) by its shape alone and shares the blocks among
-    threads, so any thread count computes the same blocks, bit for bit; and the blocks make up the product."""
+    """cycnn.nn.gemm cuts a product into blocks of rows, columns or the inner dimension by its shape alone and shares
+    the blocks among threads, so any thread count computes the same blocks, bit for bit; and the blocks make up the
+    product."""
     rng = np.random.default_rng(3)
     a = rng.standard_normal((k, m)).astype(dtype).T  # a transposed view, as in the weight gradients
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -102,6 +105,15 @@ def test_matrix_products_give_the_same_bits_on_any_thread_count(m, k, n, dtype, 
     assert np.array_equal(gemm.matmul(a, b), one)
     np.testing.assert_allclose(one, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
                                atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+def test_products_are_cut_along_their_longest_dimension():
+    """A long inner dimension (a weight gradient summed over every pixel of a batch) is cut into partial products,
+    since cutting a 27 x 32 output would leave each block too little to do; a tall or a wide product by rows or
+    columns; a small one not at all."""
+    def axis(m, k, n):
+        return gemm._cut(np.empty((m, k)), np.empty((k, n)))[0]
+    assert [axis(*p) for p in PRODUCTS] == ["inner", "rows", "rows", None, "inner", "columns", "inner"]
 
 
 @pytest.mark.parametrize("threads", MORE_THREADS)
