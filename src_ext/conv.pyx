@@ -21,15 +21,15 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
                    floating[:, ::1] cols_t) except -1 nogil:
     """Every (C, kh, kw) patch of ``x`` (zero padding ``pad``) as one column of ``cols_t``, written row by row.
 
-    Each kernel tap's row is a run of whole output rows, so with stride 1 it is made of contiguous copies of OW
-    pixels (instead of kw pixels).
+    Each kernel tap's row is a run of whole output rows, so with stride 1 it is made of contiguous copies of up to
+    OW pixels (instead of kw pixels), between the zeros of the padding.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     require_conv(H, W, kh, kw, stride, pad)
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW, b"cols_t must be (C*kh*kw, N*OH*OW)")
-    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row
+    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row, shift, first, last
     cdef floating* dst
     cdef const floating* src
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
@@ -38,15 +38,22 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     dst = &cols_t[row, n * OH * OW]
+                    shift = j - pad  # the input column of output column 0 (stride 1)
+                    first = 0 if shift >= 0 else -shift  # output columns [first, last) are inside the image
+                    last = OW if shift + OW <= W else W - shift
                     for oh in range(OH):
                         h = oh * stride + i - pad
                         if h < 0 or h >= H:
                             for ow in range(OW):
                                 dst[ow] = 0
-                        elif stride == 1 and j - pad >= 0 and j - pad + OW <= W:
-                            src = &x[n, c, h, j - pad]
-                            for ow in range(OW):
-                                dst[ow] = src[ow]
+                        elif stride == 1:
+                            src = &x[n, c, h, 0]
+                            for ow in range(first):
+                                dst[ow] = 0
+                            for ow in range(first, last):
+                                dst[ow] = src[ow + shift]
+                            for ow in range(last, OW):
+                                dst[ow] = 0
                         else:
                             for ow in range(OW):
                                 w = ow * stride + j - pad

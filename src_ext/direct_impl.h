@@ -1,18 +1,20 @@
 /* One precision of the direct convolution in direct.h: compiled for float and for double by instantiate.h. */
 
-/* conv[(p + r) * F + f0 ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
-   vectors of channels from f0: acc[r][v] += x(pixel r, tap t) * wt[t][f0 + v * LANES ..] over the T taps, whose
-   input offsets from a pixel's corner are `offsets`. R and NV are constants at every call site. */
+/* conv[r * F + v * LANES ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
+   vectors of channels: acc[r][v] += x(pixel r, tap t) * wt[t * ldw + v * LANES ..] over the T taps, whose input
+   offsets from a pixel's corner are `offsets`. The last vector stores only its first `tail` channels when `tail`
+   is not 0 (the channels beyond the whole vectors). R, NV and whether tail is 0 are constants at every call
+   site. */
 static inline __attribute__((always_inline)) void NAME(direct_block)(
         const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t F, ptrdiff_t f0, REAL *restrict conv, const int R,
-        const int NV) {
+        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t F, REAL *restrict conv, const int R,
+        const int NV, ptrdiff_t tail) {
     VEC acc[DIRECT_ROWS][DIRECT_MAX_VECS];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
     for (ptrdiff_t t = 0; t < T; t++) {
         VEC w[DIRECT_MAX_VECS];
-        for (int v = 0; v < NV; v++) w[v] = NAME(cycnn_load)(wt + t * F + f0 + v * LANES);
+        for (int v = 0; v < NV; v++) w[v] = NAME(cycnn_load)(wt + t * ldw + v * LANES);
         const REAL *x = padded + base + offsets[t];
         for (int r = 0; r < R; r++) {
             const REAL xv = x[r * stride];
@@ -20,28 +22,32 @@ static inline __attribute__((always_inline)) void NAME(direct_block)(
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++) NAME(cycnn_store)(conv + r * F + f0 + v * LANES, acc[r][v]);
+        for (int v = 0; v < NV; v++) {
+            if (tail != 0 && v == NV - 1)
+                memcpy(conv + r * F + v * LANES, &acc[r][v], (size_t)tail * sizeof(REAL));
+            else
+                NAME(cycnn_store)(conv + r * F + v * LANES, acc[r][v]);
+        }
 }
 
-/* R pixels, every whole vector of channels (NV = 4, then what is left), then the channels beyond them. */
+/* R pixels: every whole vector of channels (NV = 4, then what is left), then the channels beyond them as one more
+   vector, whose weights `tail_wt` (T x LANES) are zero past the last channel. */
 static inline __attribute__((always_inline)) void NAME(direct_pixels)(
         const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t F, REAL *restrict conv, const int R) {
+        ptrdiff_t T, const REAL *restrict wt, const REAL *restrict tail_wt, ptrdiff_t F, REAL *restrict conv,
+        const int R) {
     ptrdiff_t f0 = 0;
     for (; f0 + DIRECT_MAX_VECS * LANES <= F; f0 += DIRECT_MAX_VECS * LANES)
-        NAME(direct_block)(padded, base, stride, offsets, T, wt, F, f0, conv, R, DIRECT_MAX_VECS);
+        NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, DIRECT_MAX_VECS, 0);
     switch ((F - f0) / LANES) {
-    case 1: NAME(direct_block)(padded, base, stride, offsets, T, wt, F, f0, conv, R, 1); break;
-    case 2: NAME(direct_block)(padded, base, stride, offsets, T, wt, F, f0, conv, R, 2); break;
-    case 3: NAME(direct_block)(padded, base, stride, offsets, T, wt, F, f0, conv, R, 3); break;
+    case 1: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 1, 0); break;
+    case 2: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 2, 0); break;
+    case 3: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 3, 0); break;
     default: break;
     }
-    for (ptrdiff_t f = f0 + (F - f0) / LANES * LANES; f < F; f++)
-        for (int r = 0; r < R; r++) {
-            REAL sum = 0;
-            for (ptrdiff_t t = 0; t < T; t++) sum += padded[base + r * stride + offsets[t]] * wt[t * F + f];
-            conv[r * F + f] = sum;
-        }
+    const ptrdiff_t whole = F / LANES * LANES;
+    if (whole < F)
+        NAME(direct_block)(padded, base, stride, offsets, T, tail_wt, LANES, F, conv + whole, R, 1, F - whole);
 }
 
 /* The full convolution output conv (OH*OW x F, channels contiguous) of one zero-padded image (C x HP x WP),
@@ -53,13 +59,17 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t ki = 0; ki < KH; ki++)
             for (ptrdiff_t kj = 0; kj < KW; kj++) offsets[T++] = (c * HP + ki) * WP + kj;
+    const ptrdiff_t whole = F / LANES * LANES;
+    REAL tail_wt[CYCNN_DIRECT_MAX_TAPS * LANES];
+    for (ptrdiff_t t = 0; t < T; t++)
+        for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * F + whole + f] : 0;
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
         ptrdiff_t ow = 0;
         for (; ow + DIRECT_ROWS <= OW; ow += DIRECT_ROWS)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, F,
+            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
                                 conv + (oh * OW + ow) * F, DIRECT_ROWS);
         for (; ow < OW; ow++)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, F,
+            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
                                 conv + (oh * OW + ow) * F, 1);
     }
 }
@@ -82,7 +92,8 @@ static inline __attribute__((always_inline)) void NAME(direct_grad_block)(
    image. The pooled gradients that passed the ReLU are first scattered onto their windows' winners (grad: one
    row of F channels per convolution output pixel, without branches on the data); then every pixel that won
    somewhere adds its input taps times its gradient row. grad (P x F) and touched (P) are scratch that start all
-   zero and are left all zero: closed windows only ever add +0, and each touched row is cleared after its use. */
+   zero and are left all zero: closed windows only ever add +0, and each touched row is cleared after its use.
+   The channels beyond the whole vectors are summed as one more vector over the image, then added to dwt. */
 static void NAME(cycnn_direct_grad)(const REAL *padded, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP, ptrdiff_t KH,
                                     ptrdiff_t KW, ptrdiff_t stride, ptrdiff_t OW, ptrdiff_t P, const REAL *dy,
                                     const REAL *y, const int *argmax, ptrdiff_t F, ptrdiff_t plane, REAL *grad,
@@ -104,7 +115,9 @@ static void NAME(cycnn_direct_grad)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
         }
         db[f] += sum;
     }
+    /* The channels beyond the whole vectors: summed over this image as one more vector (zero past the last). */
     const ptrdiff_t whole = F / LANES * LANES;
+    REAL tail_dwt[CYCNN_DIRECT_MAX_TAPS * LANES] = {0};
     for (ptrdiff_t p = 0; p < P; p++) {
         if (!touched[p]) continue;
         const REAL *pixel = padded + (p / OW) * stride * WP + (p % OW) * stride;
@@ -118,9 +131,14 @@ static void NAME(cycnn_direct_grad)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
         case 3: NAME(direct_grad_block)(pixel, offsets, T, g + f0, dwt + f0, F, 3); break;
         default: break;
         }
-        for (ptrdiff_t t = 0; t < T; t++)
-            for (ptrdiff_t f = whole; f < F; f++) dwt[t * F + f] += pixel[offsets[t]] * g[f];
+        if (whole < F) {
+            VEC gt = (VEC){0};
+            memcpy(&gt, g + whole, (size_t)(F - whole) * sizeof(REAL));
+            NAME(direct_grad_block)(pixel, offsets, T, (const REAL *)&gt, tail_dwt, LANES, 1);
+        }
         touched[p] = 0;
         memset(g, 0, F * sizeof(REAL));
     }
+    for (ptrdiff_t t = 0; t < T; t++)
+        for (ptrdiff_t f = whole; f < F; f++) dwt[t * F + f] += tail_dwt[t * LANES + f - whole];
 }

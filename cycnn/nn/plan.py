@@ -22,7 +22,7 @@ import numpy as np
 
 from cycnn.errors import ConfigError
 from cycnn.nn import _parallel, _plan
-from cycnn.nn.fused import DIRECT_MAX_TAPS, WINOGRAD_CHANNEL_MULTIPLE
+from cycnn.nn.fused import DIRECT_FEW_TAPS, WINOGRAD_CHANNEL_MULTIPLE
 from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from cycnn.nn.losses import softmax
 
@@ -62,7 +62,7 @@ def _conv_op(conv, pool, shape, at, slot, dtype, derived):
         op.update(pool=True, ph=ph, pw=pw, sh=sh, sw=sw, PH=out_shape[1], PW=out_shape[2])
     scratch = _Arena(dtype.itemsize)
     lanes = WINOGRAD_CHANNEL_MULTIPLE[dtype]
-    if (pool is not None and op["relu"] and (kh, kw) == (3, 3) and conv.stride == 1 and c * 9 > DIRECT_MAX_TAPS
+    if (pool is not None and op["relu"] and (kh, kw) == (3, 3) and conv.stride == 1 and c * 9 > DIRECT_FEW_TAPS
             and (ph, pw, sh, sw) == (2, 2, 2, 2) and f % lanes == 0):
         hp, wp = h + 2 * conv.padding, w + 2 * conv.padding
         U = np.zeros((16, c, f), dtype=dtype)

@@ -48,12 +48,12 @@ def test_maxpool_dense_relu_and_dropout_forward_and_backward():
     assert F.dropout_forward(z, 0.5, None, training=False)[0] is z
 
 
-@pytest.mark.parametrize("channels", [1, 8])  # the direct path, and the im2col path (8 x 9 taps)
+@pytest.mark.parametrize("channels", [1, 8, 120])  # direct (9 and 72 taps), and the im2col path (1080 taps)
 def test_conv_relu_maxpool_is_the_three_functions_in_a_row(channels):
     rng = np.random.default_rng(4)
     x, W, b = rng.standard_normal((2, channels, 10, 10)), rng.standard_normal((5, channels, 3, 3)), rng.random(5)
     path = fused.fused_path(W, 1, (2, 2), (2, 2))
-    assert path == ("direct" if channels == 1 else "im2col")
+    assert path == ("direct" if channels < 120 else "im2col")
     y, cache = fused.conv_relu_maxpool_forward(x, W, b, 1, 0, (2, 2), (2, 2))
     conv, conv_cache = F.conv2d_forward(x, W, b, 1, 0, relu=True)
     pooled, pool_cache = F.maxpool2d_forward(conv, (2, 2), (2, 2))

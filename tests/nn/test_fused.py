@@ -7,15 +7,22 @@ from cycnn.nn.layers import Conv2D, MaxPool2D
 
 CASES = [
     # in_channels, out_channels, kernel, stride, padding, size, pool, pool_stride
-    (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer's shape, 4 channels (direct path, scalar channels)
+    (1, 4, 3, 1, 0, 28, 2, None),   # the reference first layer's shape, 4 channels (direct path: one partial vector)
     (1, 32, 3, 1, 0, 28, 2, None),  # the reference first layer (direct, two vectors of channels)
     (1, 36, 3, 1, 0, 12, 2, None),  # direct: two vectors and 4 channels left over
     (1, 112, 3, 1, 1, 10, 2, None),  # direct: a block of 4 vectors and 3 more, padded
     (1, 3, 5, 2, 1, 13, 3, 2),      # direct, strided, padded, overlapping windows
     (3, 5, (2, 3), 1, 1, 9, 2, None),  # direct, non-square kernel
-    (8, 6, 3, 1, 0, 13, 2, None),   # im2col path (odd map 11 -> 5; 6 channels are not whole vectors)
-    (5, 4, 3, 2, 1, 12, 3, 2),      # im2col path, strided, padded, overlapping windows
-    (8, 20, 3, 1, 0, 10, 2, None),  # im2col: pooling a vector of channels and 4 left over
+    (8, 6, 3, 1, 0, 13, 2, None),   # direct, 72 taps (odd map 11 -> 5); 6 channels are not whole vectors
+    (5, 4, 3, 2, 1, 12, 3, 2),      # direct, 45 taps, strided, padded, overlapping windows
+    (8, 20, 3, 1, 0, 10, 2, None),  # direct: a vector of channels and 4 left over; 8 input channels fill a
+                                    # float64 vector (winners weight gradient) but not a float32 one (direct)
+    (17, 6, 3, 1, 1, 9, 2, None),   # direct, 153 taps, padded, winners weight gradient
+    (29, 6, 3, 1, 0, 9, 2, None),   # direct, 261 taps (odd map 7 -> 3)
+    (120, 6, 3, 1, 0, 9, 2, None),  # im2col path: 1080 taps (odd map 7 -> 3)
+    (48, 5, 5, 2, 1, 12, 3, 2),     # im2col, 1200 taps, strided, padded, overlapping windows
+    (120, 20, 3, 1, 0, 6, 2, None),  # im2col: pooling a vector of channels and 4 left over
+    (30, 200, 5, 1, 0, 9, 2, None),  # im2col: 750 taps, but 200 channels of weights too large for the cache
     (8, 16, 3, 1, 0, 13, 2, None),  # Winograd path, as the reference second layer (odd map 11 -> 5)
     (5, 32, 3, 1, 1, 12, 2, None),  # Winograd, padded, even map
     (3, 80, 3, 1, 1, 9, 2, None),   # Winograd, 80 channels: the kernel's block of 64 and a remainder of 16
@@ -37,10 +44,11 @@ def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, inp
     x = rng.standard_normal((3, c, size, size)).astype(dtype)
     conv, pool_layer = _pair(c, f, k, s, p, dtype), MaxPool2D(pool, pool_stride, dtype=dtype)
     fused = fusion.ConvReluPool(conv, pool_layer)
-    direct = c * conv.kernel_size[0] * conv.kernel_size[1] <= fusion.DIRECT_MAX_TAPS
-    assert (fused.path == "direct") == direct
+    taps = c * conv.kernel_size[0] * conv.kernel_size[1]
     lanes = fusion.WINOGRAD_CHANNEL_MULTIPLE[np.dtype(dtype)]
-    assert (fused.path == "winograd") == (not direct and k == 3 and s == 1 and pool == 2 and f % lanes == 0)
+    winograd = taps > fusion.DIRECT_FEW_TAPS and k == 3 and s == 1 and pool == 2 and f % lanes == 0
+    direct = taps <= fusion.DIRECT_MAX_TAPS and conv.params["W"].nbytes <= fusion.DIRECT_MAX_WEIGHT_BYTES
+    assert fused.path == ("winograd" if winograd else "direct" if direct else "im2col")
 
     expected = pool_layer(conv(x))
     dy = rng.standard_normal(expected.shape).astype(dtype)
@@ -76,7 +84,7 @@ def test_winograd_choice_follows_a_change_of_dtype():
     fused = model.steps[0][2]
     assert fused.path == "winograd"
     model.astype(np.float32)
-    assert fused.path == "im2col"
+    assert fused.path == "direct"
     x = np.random.default_rng(0).standard_normal((2, 4, 9, 9)).astype(np.float32)
     expected = x
     for layer in model.layers:

@@ -29,9 +29,10 @@ def restore_threads():
 
 
 def networks(dtype):
-    """Odd shapes through every kernel: fused conv+ReLU+pool (direct for few taps, im2col+GEMM for many), plain
-    convolutions with stride, padding and non-square kernels, a pool with overlapping windows, ReLU as a layer.
-    The convolutions' products are large enough (over 4 MFLOP) to be split among threads."""
+    """Odd shapes through every kernel: fused conv+ReLU+pool (direct, with its own weight gradient or the winners',
+    and im2col+GEMM for many taps), plain convolutions with stride, padding and non-square kernels, a pool with
+    overlapping windows, ReLU as a layer. The convolutions' products are large enough (over 4 MFLOP) to be split
+    among threads."""
     direct_and_gemm = Sequential([
         Conv2D(1, 5, (3, 2), padding=1, activation="relu", seed=1, dtype=dtype), MaxPool2D(2, dtype=dtype),
         Conv2D(5, 24, 3, activation="relu", seed=2, dtype=dtype), MaxPool2D((2, 3), stride=(1, 2), dtype=dtype),
@@ -47,7 +48,13 @@ def networks(dtype):
         Conv2D(16, 32, 3, padding=1, activation="relu", seed=10, dtype=dtype), MaxPool2D(2, dtype=dtype),
         Flatten(dtype=dtype), Dense(32 * 3 * 3, 32, activation="relu", seed=11, dtype=dtype),
         Dense(32, 3, seed=12, dtype=dtype)], input_shape=(1, 14, 14))
-    return [direct_and_gemm, unfused, winograd_and_dense]
+    # 17 input channels: the direct forward with the winners' weight gradient; 1,300 taps: im2col + GEMM.
+    wide_direct_and_gemm = Sequential([
+        Conv2D(1, 17, 3, activation="relu", seed=13, dtype=dtype), MaxPool2D(2, dtype=dtype),
+        Conv2D(17, 52, 3, activation="relu", seed=14, dtype=dtype), MaxPool2D(2, dtype=dtype),
+        Conv2D(52, 7, 5, padding=1, activation="relu", seed=15, dtype=dtype), MaxPool2D(2, stride=1, dtype=dtype),
+        Flatten(dtype=dtype), Dense(7 * 3 * 3, 3, seed=16, dtype=dtype)], input_shape=(1, 30, 30))
+    return [direct_and_gemm, unfused, winograd_and_dense, wide_direct_and_gemm]
 
 
 def train_step(model, x, labels):
@@ -62,7 +69,7 @@ def train_step(model, x, labels):
 
 @pytest.mark.parametrize("threads", MORE_THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["fused", "unfused", "winograd"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["fused", "unfused", "winograd", "wide-direct-gemm"])
 def test_layers_give_the_same_bits_on_any_thread_count(index, dtype, threads):
     rng = np.random.default_rng(0)
     shape, classes = networks(dtype)[index].input_shape, networks(dtype)[index].num_classes
