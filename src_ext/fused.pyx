@@ -114,6 +114,43 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     return 0
 
 
+cpdef int direct_conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wt,
+                              const floating[::1] bias, int KH, int KW, int stride, int pad, bint relu,
+                              floating[:, :, :, ::1] y) except -1 nogil:
+    """``y = act(conv(x) + bias)`` without pooling, by the direct kernel (weights ``wt`` as (taps, F)): one image per
+    thread, its (P x F) convolution output in a per-thread buffer, then turned NCHW with the bias and the optional
+    ReLU."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t T = wt.shape[0], F = wt.shape[1]
+    require_conv(H, W, KH, KW, stride, pad)
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
+    cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1
+    cdef Py_ssize_t n, f, p
+    cdef floating v, b
+    cdef floating* padded
+    cdef floating* conv
+    cdef floating* out
+    require(T == C * KH * KW and T <= CYCNN_DIRECT_MAX_TAPS,
+            b"weights do not have C*KH*KW taps, or more than the direct kernel takes")
+    require(bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F and y.shape[2] == OH and y.shape[3] == OW,
+            b"weights, bias and y (N, F, OH, OW) disagree")
+    with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        conv = <floating*>malloc(OH * OW * F * sizeof(floating))
+        for n in prange(N, schedule="static"):
+            pad_image(x[n], pad, padded)
+            cycnn_direct_conv(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            for f in range(F):
+                b = bias[f]
+                out = &y[n, f, 0, 0]
+                for p in range(OH * OW):
+                    v = conv[p * F + f] + b
+                    out[p] = 0 if relu and v < 0 else v
+        free(padded)
+        free(conv)
+    return 0
+
+
 cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                                         const floating[::1] bias, int pad,
                                         floating[:, :, :, ::1] y, int[:, :, :, ::1] argmax) except -1 nogil:

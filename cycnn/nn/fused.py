@@ -6,8 +6,8 @@ convolution output: the pooled map comes straight out of the convolution (src_ex
 pass only each window's winner gets a gradient. Three paths, chosen from the shapes by ``fused_path``:
 
 - ``direct``: up to DIRECT_MAX_TAPS input taps (in_channels * kh * kw) per output pixel and weights that fit in
-  the L2 cache, convolved directly, all output channels at once in vector registers (1.5 to 4 times as fast as
-  im2col + GEMM, measured); its weight gradient
+  the L2 cache (``cycnn.nn.functional.direct_applies``), convolved directly, all output channels at once in vector
+  registers; its weight gradient
   is the direct kernel's too when there are fewer input channels than a vector holds, the winners kernel's
   (vectorized over input channels) otherwise;
 - ``winograd``: a 3x3 stride-1 convolution followed by 2x2 pooling with more than DIRECT_FEW_TAPS taps (the
@@ -20,14 +20,10 @@ pass only each window's winner gets a gradient. Three paths, chosen from the sha
 import numpy as np
 
 from cycnn.nn import _conv, _fused, gemm
-from cycnn.nn.functional import Workspace, conv_output_size
+from cycnn.nn.functional import Workspace, conv_output_size, direct_applies
 from cycnn.nn.layers import Conv2D, MaxPool2D
 
-# Up to this many taps per output pixel, a direct convolution beats im2col + GEMM (measured up to 800 taps), as long
-# as its weights stay in the L2 cache (every block of four pixels reads all of them); up to DIRECT_FEW_TAPS it beats
-# Winograd too (the reference network's first layer, 9 taps).
-DIRECT_MAX_TAPS = _fused.DIRECT_MAX_TAPS
-DIRECT_MAX_WEIGHT_BYTES = 384 * 1024
+# Up to this many taps the direct kernel beats Winograd too (the reference network's first layer, 9 taps).
 DIRECT_FEW_TAPS = 32
 # The direct weight gradient is summed in this many fixed batch chunks, then the chunks in order: the same
 # floating-point result on any number of threads.
@@ -50,9 +46,7 @@ def fused_path(W, stride, pool_size, pool_stride):
     if ((kh, kw) == (3, 3) and stride == 1 and tuple(pool_size) == (2, 2) and tuple(pool_stride) == (2, 2)
             and f % WINOGRAD_CHANNEL_MULTIPLE[W.dtype] == 0):
         return "winograd"
-    if taps <= DIRECT_MAX_TAPS and W.nbytes <= DIRECT_MAX_WEIGHT_BYTES:
-        return "direct"
-    return "im2col"
+    return "direct" if direct_applies(W) else "im2col"
 
 
 def direct_weight_grad(W):

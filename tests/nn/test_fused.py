@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from cycnn.nn import fused as fusion
+from cycnn.nn.functional import direct_applies
 from cycnn.nn.layers import Conv2D, MaxPool2D
 
 CASES = [
@@ -47,8 +48,7 @@ def test_fused_matches_layers(dtype, c, f, k, s, p, size, pool, pool_stride, inp
     taps = c * conv.kernel_size[0] * conv.kernel_size[1]
     lanes = fusion.WINOGRAD_CHANNEL_MULTIPLE[np.dtype(dtype)]
     winograd = taps > fusion.DIRECT_FEW_TAPS and k == 3 and s == 1 and pool == 2 and f % lanes == 0
-    direct = taps <= fusion.DIRECT_MAX_TAPS and conv.params["W"].nbytes <= fusion.DIRECT_MAX_WEIGHT_BYTES
-    assert fused.path == ("winograd" if winograd else "direct" if direct else "im2col")
+    assert fused.path == ("winograd" if winograd else "direct" if direct_applies(conv.params["W"]) else "im2col")
 
     expected = pool_layer(conv(x))
     dy = rng.standard_normal(expected.shape).astype(dtype)

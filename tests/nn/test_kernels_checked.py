@@ -30,9 +30,9 @@ def restore_threads():
 
 def networks(dtype):
     """Odd shapes through every kernel: fused conv+ReLU+pool (direct, with its own weight gradient or the winners',
-    and im2col+GEMM for many taps), plain convolutions with stride, padding and non-square kernels, a pool with
-    overlapping windows, ReLU as a layer. The convolutions' products are large enough (over 4 MFLOP) to be split
-    among threads."""
+    and im2col+GEMM for many taps), plain convolutions (direct, and im2col+GEMM for 1,120 taps) with stride,
+    padding and non-square kernels, a pool with overlapping windows, ReLU as a layer. The convolutions' products
+    are large enough (over 4 MFLOP) to be split among threads."""
     direct_and_gemm = Sequential([
         Conv2D(1, 5, (3, 2), padding=1, activation="relu", seed=1, dtype=dtype), MaxPool2D(2, dtype=dtype),
         Conv2D(5, 24, 3, activation="relu", seed=2, dtype=dtype), MaxPool2D((2, 3), stride=(1, 2), dtype=dtype),
@@ -40,8 +40,9 @@ def networks(dtype):
         Dropout(0.3, seed=4, dtype=dtype), Dense(13, 4, seed=5, dtype=dtype)], input_shape=(1, 17, 15))
     unfused = Sequential([
         Conv2D(2, 16, (5, 3), stride=2, padding=2, seed=6, dtype=dtype), MaxPool2D(3, stride=2, dtype=dtype),
-        ReLU(dtype=dtype), Conv2D(16, 3, 1, activation="relu", seed=7, dtype=dtype), Flatten(dtype=dtype),
-        Dense(3 * 4 * 3, 5, seed=8, dtype=dtype)], input_shape=(2, 19, 13))
+        ReLU(dtype=dtype), Conv2D(16, 70, 1, activation="relu", seed=7, dtype=dtype),
+        Conv2D(70, 3, 4, padding=1, activation="relu", seed=17, dtype=dtype), Flatten(dtype=dtype),
+        Dense(3 * 3 * 2, 5, seed=8, dtype=dtype)], input_shape=(2, 19, 13))
     # Whole vectors of channels: the direct kernel's vector path, Winograd, and the dense layers' own kernel.
     winograd_and_dense = Sequential([
         Conv2D(1, 16, 3, activation="relu", seed=9, dtype=dtype), MaxPool2D(2, dtype=dtype),
@@ -126,16 +127,22 @@ def test_products_are_cut_along_their_longest_dimension():
 @pytest.mark.parametrize("threads", MORE_THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
-    """cycnn.nn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products."""
+    """cycnn.nn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products, with 48 outputs
+    (whole vectors) and 10 (padded with zero columns to a vector); each is also the product numpy computes."""
     rng = np.random.default_rng(5)
-    x, dz = rng.standard_normal((67, 400)).astype(dtype), rng.standard_normal((67, 48)).astype(dtype)
-    w = rng.standard_normal((400, 48)).astype(dtype)
-    products = [(x, w), (x.T, dz), (dz, w.T)]
+    x = rng.standard_normal((67, 400)).astype(dtype)
+    products = []
+    for outputs in (48, 10):
+        dz, w = rng.standard_normal((67, outputs)).astype(dtype), rng.standard_normal((400, outputs)).astype(dtype)
+        products += [(x, w), (x.T, dz), (dz, w.T)]
     set_threads(1)
     expected = [gemm.dense(a, b) for a, b in products]
     set_threads(threads)
     for (a, b), want in zip(products, expected):
-        assert np.array_equal(gemm.dense(a, b), want)
+        got = gemm.dense(a, b)
+        assert got.flags.c_contiguous and np.array_equal(got, want)
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                   atol=1e-3 if dtype == np.float32 else 1e-10)
 
 
 def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():

@@ -33,6 +33,10 @@ CONV_CASES = [
     for (k, shape), stride, (pad, filters) in itertools.product(
         [((1, 1), (1, 3, 5, 4)), ((3, 3), (2, 2, 7, 6)), ((5, 5), (1, 1, 9, 7)), ((2, 3), (2, 3, 6, 7))],
         [1, 2], [(0, 1), (1, 3)])
+] + [
+    # More taps than the direct kernel takes (cycnn.nn.functional.direct_applies): im2col + GEMM.
+    ((3, 3), 1, 1, (1, 120, 5, 4), 2),
+    ((2, 3), 2, 0, (2, 180, 5, 6), 1),
 ]
 POOL_CASES = [
     # input (N, C, H, W), window, stride, expected output (OH, OW)
