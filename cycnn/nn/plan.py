@@ -28,8 +28,11 @@ from cycnn.nn.losses import softmax
 
 # Larger inputs run through the plan this many images per call (a signal is handled between two calls).
 CHUNK = 1024
-# A single image is answered the other way (threads sharing it, or one thread) once in this many calls.
-EXPLORE = 16
+# A single image is answered the other way (threads sharing it, or one thread) for EXPLORE_CALLS calls in a row
+# once in every EXPLORE_EVERY calls; the first of them, which wakes the other threads or lets them fall asleep, is
+# not timed.
+EXPLORE_EVERY = 64
+EXPLORE_CALLS = 4
 ALIGN = _plan.ALIGN_BYTES
 
 _plans = weakref.WeakKeyDictionary()  # model -> {threads: (the arrays it was compiled from, plan or None)}
@@ -161,22 +164,26 @@ class InferencePlan:
         self.kernel = _plan.Plan(ops, derived, self.dtype, self.image_size, slot_size, scratch_size, logits_at,
                                  self.classes, threads)
         self.lock = threading.Lock()
-        # One image: the threads share it (split) or one thread runs it alone. Sharing is faster on an idle machine
-        # but each barrier waits for the slowest thread, which a busy machine deschedules for milliseconds: both
-        # are timed as they run (every EXPLORE-th call tries the other) and the faster one answers. The numbers
-        # are the same bits either way.
+        # One image: the threads share it (split) or one thread runs it alone. Sharing is faster for a large
+        # network on an idle machine, but each barrier between operations costs microseconds and waits for the
+        # slowest thread, which a busy machine deschedules for milliseconds: both are timed as they run (a few calls
+        # in a row the other way, now and then) and the faster one answers. The numbers are the same bits either
+        # way.
         self.seconds = {True: 0.0, False: 0.0}
         self.split, self.calls = threads > 1, 0
 
     def _single(self, x, probs):
         self.calls += 1
-        split = self.split != (self.calls % EXPLORE == 0 and self.threads > 1)
+        phase = self.calls % EXPLORE_EVERY
+        exploring = self.threads > 1 and phase < EXPLORE_CALLS
+        split = self.split != exploring
         start = time.perf_counter()
         finite = self.kernel.run(x, probs, None, split)
         spent = time.perf_counter() - start
-        previous = self.seconds[split]
-        self.seconds[split] = spent if previous == 0 else 0.9 * previous + 0.1 * spent
-        if self.seconds[not split] > 0:
+        if not exploring or phase > 0:
+            previous = self.seconds[split]
+            self.seconds[split] = spent if previous == 0 else 0.8 * previous + 0.2 * spent
+        if phase == EXPLORE_CALLS - 1 and self.seconds[not split] > 0:
             self.split = self.seconds[True] <= self.seconds[False]
         return finite
 
