@@ -72,10 +72,13 @@ def test_the_reference_network_uses_winograd_and_the_gemm():
     assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD, _plan.DERIVE_PAD_COLUMNS]
 
 
-def test_a_batch_answers_with_the_layers_bits():
-    """A batch's probabilities are numpy's softmax of logits that the same kernels summed in the same order."""
-    model = networks(np.float32)[0][1]
-    x = np.random.default_rng(1).random((3, 1, 28, 28), dtype=np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
+def test_a_batch_answers_with_the_layers_bits(index, dtype):
+    """A batch's probabilities are numpy's softmax of logits summed in the same order as the layers sum them (the
+    layers' direct kernel and the plan's im2col tiles add a pixel's taps in the same order)."""
+    model = networks(dtype)[index][1]
+    x = np.random.default_rng(1).random((3, *model.input_shape)).astype(dtype)
     np.testing.assert_array_equal(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)))
 
 
