@@ -17,6 +17,16 @@ from cython.parallel cimport prange
 from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, require_conv, same_shape
 
 
+cdef inline (Py_ssize_t, Py_ssize_t) inside_columns(Py_ssize_t shift, Py_ssize_t stride, Py_ssize_t W,
+                                                     Py_ssize_t OW) noexcept nogil:
+    """The output columns [first, last) whose input column ow * stride + shift lies inside the image [0, W): the
+    rest are padding. Computed with non-negative operands only (C division truncates)."""
+    cdef Py_ssize_t first = 0 if shift >= 0 else (stride - 1 - shift) // stride
+    cdef Py_ssize_t last = 0 if W - 1 - shift < 0 else min(OW, (W - 1 - shift) // stride + 1)
+    first = min(first, OW)
+    return first, max(first, last)
+
+
 cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, int pad,
                    floating[:, ::1] cols_t) except -1 nogil:
     """Every (C, kh, kw) patch of ``x`` (zero padding ``pad``) as one column of ``cols_t``, written row by row.
@@ -29,7 +39,7 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
     cdef Py_ssize_t OH = (H + 2 * pad - kh) // stride + 1
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW, b"cols_t must be (C*kh*kw, N*OH*OW)")
-    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, row, shift, first, last
+    cdef Py_ssize_t n, c, i, j, oh, ow, h, row, shift, first, last
     cdef floating* dst
     cdef const floating* src
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
@@ -38,26 +48,25 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     dst = &cols_t[row, n * OH * OW]
-                    shift = j - pad  # the input column of output column 0 (stride 1)
-                    first = 0 if shift >= 0 else -shift  # output columns [first, last) are inside the image
-                    last = OW if shift + OW <= W else W - shift
+                    shift = j - pad  # the input column of output column 0
+                    first, last = inside_columns(shift, stride, W, OW)
                     for oh in range(OH):
                         h = oh * stride + i - pad
                         if h < 0 or h >= H:
                             for ow in range(OW):
                                 dst[ow] = 0
-                        elif stride == 1:
+                        else:
                             src = &x[n, c, h, 0]
                             for ow in range(first):
                                 dst[ow] = 0
-                            for ow in range(first, last):
-                                dst[ow] = src[ow + shift]
+                            if stride == 1:
+                                for ow in range(first, last):
+                                    dst[ow] = src[ow + shift]
+                            else:
+                                for ow in range(first, last):
+                                    dst[ow] = src[ow * stride + shift]
                             for ow in range(last, OW):
                                 dst[ow] = 0
-                        else:
-                            for ow in range(OW):
-                                w = ow * stride + j - pad
-                                dst[ow] = x[n, c, h, w] if 0 <= w < W else 0
                         dst = dst + OW
     return 0
 
@@ -72,7 +81,7 @@ cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, in
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW,
             b"cols_t must be (C*kh*kw, N*OH*OW)")
-    cdef Py_ssize_t n, c, i, j, oh, ow, h, w, k, shift, first, last
+    cdef Py_ssize_t n, c, i, j, oh, ow, h, k, shift, first, last
     cdef const floating* src
     cdef floating* image
     cdef floating* dst
@@ -84,9 +93,8 @@ cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, in
             for i in range(kh):
                 for j in range(kw):
                     src = &cols_t[(c * kh + i) * kw + j, n * OH * OW]
-                    shift = j - pad  # the input column of output column 0 (stride 1)
-                    first = 0 if shift >= 0 else -shift
-                    last = OW if shift + OW <= W else W - shift
+                    shift = j - pad  # the input column of output column 0
+                    first, last = inside_columns(shift, stride, W, OW)
                     for oh in range(OH):
                         h = oh * stride + i - pad
                         if h >= 0 and h < H:
@@ -95,10 +103,8 @@ cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, in
                                 for ow in range(first, last):
                                     dst[ow + shift] += src[ow]
                             else:
-                                for ow in range(OW):
-                                    w = ow * stride + shift
-                                    if w >= 0 and w < W:
-                                        dst[w] += src[ow]
+                                for ow in range(first, last):
+                                    dst[ow * stride + shift] += src[ow]
                         src = src + OW
     return 0
 

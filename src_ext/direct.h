@@ -9,6 +9,7 @@
 
 #define CYCNN_DIRECT_MAX_TAPS 1024
 #define DIRECT_ROWS 4 /* output pixels per block */
+#define DIRECT_WIDE_ROWS 8 /* output pixels per block when there are at most two vectors of channels */
 #define DIRECT_MAX_VECS 4 /* vectors of output channels per block */
 
 #define CYCNN_IMPL "direct_impl.h"

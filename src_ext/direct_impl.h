@@ -9,7 +9,7 @@ static inline __attribute__((always_inline)) void NAME(direct_block)(
         const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
         ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t F, REAL *restrict conv, const int R,
         const int NV, ptrdiff_t tail) {
-    VEC acc[DIRECT_ROWS][DIRECT_MAX_VECS];
+    VEC acc[DIRECT_WIDE_ROWS][DIRECT_MAX_VECS];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
     for (ptrdiff_t t = 0; t < T; t++) {
@@ -63,8 +63,15 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     REAL tail_wt[CYCNN_DIRECT_MAX_TAPS * LANES];
     for (ptrdiff_t t = 0; t < T; t++)
         for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * F + whole + f] : 0;
+    /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector units
+       busy: eight pixels share each weight vector instead. */
+    const int narrow = (F + LANES - 1) / LANES <= 2;
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
         ptrdiff_t ow = 0;
+        if (narrow)
+            for (; ow + DIRECT_WIDE_ROWS <= OW; ow += DIRECT_WIDE_ROWS)
+                NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
+                                    conv + (oh * OW + ow) * F, DIRECT_WIDE_ROWS);
         for (; ow + DIRECT_ROWS <= OW; ow += DIRECT_ROWS)
             NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
                                 conv + (oh * OW + ow) * F, DIRECT_ROWS);

@@ -7,9 +7,8 @@ pass only each window's winner gets a gradient. Three paths, chosen from the sha
 
 - ``direct``: up to DIRECT_MAX_TAPS input taps (in_channels * kh * kw) per output pixel and weights that fit in
   the L2 cache (``cycnn.nn.functional.direct_applies``), convolved directly, all output channels at once in vector
-  registers; its weight gradient
-  is the direct kernel's too when there are fewer input channels than a vector holds, the winners kernel's
-  (vectorized over input channels) otherwise;
+  registers; its weight gradient is the direct kernel's too when there are fewer input channels than a vector
+  holds, the winners kernel's (vectorized over input channels) otherwise;
 - ``winograd``: a 3x3 stride-1 convolution followed by 2x2 pooling with more than DIRECT_FEW_TAPS taps (the
   reference network's second layer) by Winograd's F(2x2, 3x3) algorithm (src_ext/winograd.h);
 - ``im2col``: the others, through im2col and a BLAS product (cycnn.nn.gemm.matmul).
