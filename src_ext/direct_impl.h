@@ -1,13 +1,13 @@
 /* One precision of the direct convolution in direct.h: compiled for float and for double by instantiate.h. */
 
-/* conv[r * F + v * LANES ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
+/* conv[r * ldc + v * LANES ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
    vectors of channels: acc[r][v] += x(pixel r, tap t) * wt[t * ldw + v * LANES ..] over the T taps, whose input
    offsets from a pixel's corner are `offsets`. The last vector stores only its first `tail` channels when `tail`
    is not 0 (the channels beyond the whole vectors). R, NV and whether tail is 0 are constants at every call
    site. */
 static inline __attribute__((always_inline)) void NAME(direct_block)(
         const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t F, REAL *restrict conv, const int R,
+        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t ldc, REAL *restrict conv, const int R,
         const int NV, ptrdiff_t tail) {
     VEC acc[DIRECT_WIDE_ROWS][DIRECT_MAX_VECS];
     for (int r = 0; r < R; r++)
@@ -24,9 +24,9 @@ static inline __attribute__((always_inline)) void NAME(direct_block)(
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) {
             if (tail != 0 && v == NV - 1)
-                memcpy(conv + r * F + v * LANES, &acc[r][v], (size_t)tail * sizeof(REAL));
+                memcpy(conv + r * ldc + v * LANES, &acc[r][v], (size_t)tail * sizeof(REAL));
             else
-                NAME(cycnn_store)(conv + r * F + v * LANES, acc[r][v]);
+                NAME(cycnn_store)(conv + r * ldc + v * LANES, acc[r][v]);
         }
 }
 
@@ -34,27 +34,28 @@ static inline __attribute__((always_inline)) void NAME(direct_block)(
    vector, whose weights `tail_wt` (T x LANES) are zero past the last channel. */
 static inline __attribute__((always_inline)) void NAME(direct_pixels)(
         const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, const REAL *restrict tail_wt, ptrdiff_t F, REAL *restrict conv,
-        const int R) {
+        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, const REAL *restrict tail_wt, ptrdiff_t F,
+        REAL *restrict conv, ptrdiff_t ldc, const int R) {
     ptrdiff_t f0 = 0;
     for (; f0 + DIRECT_MAX_VECS * LANES <= F; f0 += DIRECT_MAX_VECS * LANES)
-        NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, DIRECT_MAX_VECS, 0);
+        NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, DIRECT_MAX_VECS, 0);
     switch ((F - f0) / LANES) {
-    case 1: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 1, 0); break;
-    case 2: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 2, 0); break;
-    case 3: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, F, F, conv + f0, R, 3, 0); break;
+    case 1: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 1, 0); break;
+    case 2: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 2, 0); break;
+    case 3: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 3, 0); break;
     default: break;
     }
     const ptrdiff_t whole = F / LANES * LANES;
     if (whole < F)
-        NAME(direct_block)(padded, base, stride, offsets, T, tail_wt, LANES, F, conv + whole, R, 1, F - whole);
+        NAME(direct_block)(padded, base, stride, offsets, T, tail_wt, LANES, ldc, conv + whole, R, 1, F - whole);
 }
 
-/* The full convolution output conv (OH*OW x F, channels contiguous) of one zero-padded image (C x HP x WP),
-   weights wt (T x F, taps ordered (c, ki, kj)). */
+/* The full convolution output conv (OH*OW rows of F channels, row stride ldc >= F) of one zero-padded image
+   (C x HP x WP), weights wt (T rows of F, row stride ldw >= F, taps ordered (c, ki, kj)). A band of an image's
+   rows is an image too: HP rows from any first row. */
 static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP, ptrdiff_t KH,
                                     ptrdiff_t KW, ptrdiff_t stride, ptrdiff_t OH, ptrdiff_t OW, const REAL *wt,
-                                    ptrdiff_t F, REAL *conv) {
+                                    ptrdiff_t ldw, ptrdiff_t F, REAL *conv, ptrdiff_t ldc) {
     ptrdiff_t offsets[CYCNN_DIRECT_MAX_TAPS], T = 0;
     for (ptrdiff_t c = 0; c < C; c++)
         for (ptrdiff_t ki = 0; ki < KH; ki++)
@@ -62,7 +63,7 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     const ptrdiff_t whole = F / LANES * LANES;
     REAL tail_wt[CYCNN_DIRECT_MAX_TAPS * LANES];
     for (ptrdiff_t t = 0; t < T; t++)
-        for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * F + whole + f] : 0;
+        for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * ldw + whole + f] : 0;
     /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector units
        busy: eight pixels share each weight vector instead. */
     const int narrow = (F + LANES - 1) / LANES <= 2;
@@ -70,14 +71,14 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
         ptrdiff_t ow = 0;
         if (narrow)
             for (; ow + DIRECT_WIDE_ROWS <= OW; ow += DIRECT_WIDE_ROWS)
-                NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
-                                    conv + (oh * OW + ow) * F, DIRECT_WIDE_ROWS);
+                NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
+                                    conv + (oh * OW + ow) * ldc, ldc, DIRECT_WIDE_ROWS);
         for (; ow + DIRECT_ROWS <= OW; ow += DIRECT_ROWS)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
-                                conv + (oh * OW + ow) * F, DIRECT_ROWS);
+            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
+                                conv + (oh * OW + ow) * ldc, ldc, DIRECT_ROWS);
         for (; ow < OW; ow++)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, tail_wt, F,
-                                conv + (oh * OW + ow) * F, 1);
+            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
+                                conv + (oh * OW + ow) * ldc, ldc, 1);
     }
 }
 

@@ -20,10 +20,10 @@ cdef extern from "direct.h":
     const Py_ssize_t CYCNN_DIRECT_MAX_TAPS
     void cycnn_direct_conv_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const float* wt,
-                                 Py_ssize_t F, float* conv) nogil
+                                 Py_ssize_t ldw, Py_ssize_t F, float* conv, Py_ssize_t ldc) nogil
     void cycnn_direct_conv_double(const double* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                   Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const double* wt,
-                                  Py_ssize_t F, double* conv) nogil
+                                  Py_ssize_t ldw, Py_ssize_t F, double* conv, Py_ssize_t ldc) nogil
     void cycnn_direct_grad_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const float* dy,
                                  const float* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane, float* grad,
@@ -94,6 +94,7 @@ cdef extern from "plan.h":
     enum:
         PLAN_CONV_GEMM
         PLAN_CONV_WINOGRAD
+        PLAN_CONV_DIRECT
         PLAN_POOL
         PLAN_RELU
         PLAN_DENSE
@@ -126,9 +127,9 @@ cdef inline void cycnn_direct_conv(const floating* padded, Py_ssize_t C, Py_ssiz
                                    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW,
                                    const floating* wt, Py_ssize_t F, floating* conv) noexcept nogil:
     if floating is float:
-        cycnn_direct_conv_float(padded, C, HP, WP, KH, KW, stride, OH, OW, wt, F, conv)
+        cycnn_direct_conv_float(padded, C, HP, WP, KH, KW, stride, OH, OW, wt, F, F, conv, F)
     else:
-        cycnn_direct_conv_double(padded, C, HP, WP, KH, KW, stride, OH, OW, wt, F, conv)
+        cycnn_direct_conv_double(padded, C, HP, WP, KH, KW, stride, OH, OW, wt, F, F, conv, F)
 
 
 cdef inline void cycnn_direct_grad(const floating* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP,

@@ -13,12 +13,13 @@
    number is computed by the same sequence of operations whichever thread computes it and however many there are:
    the results do not depend on the thread count.
 
-   - Convolution by im2col + GEMM (PLAN_CONV_GEMM): the thread's share is a range of output rows (of pooled rows,
-     when a max-pool follows: overlapping windows compute their shared convolution rows twice); it copies those
-     rows' patches into its columns (T x P, one row per tap), multiplies them by the transposed weights (T x Fp,
-     zero columns up to a whole vector) in the dense kernel's register tiles (dense.h), then adds the bias, applies
-     the ReLU and the pooling and writes NCHW. The im2col of a layer with few taps is tiny, so this is also the
-     direct convolution.
+   - Convolution by the direct kernel (PLAN_CONV_DIRECT, direct.h: the layers where training uses it) or by
+     im2col + GEMM (PLAN_CONV_GEMM): the thread's share is a range of output rows (of pooled rows, when a max-pool
+     follows: overlapping windows compute their shared convolution rows twice). The direct kernel reads the band of
+     input rows under them, copied with its zero padding into the thread's scratch; im2col copies the rows'
+     patches into its columns (T x P, one row per tap) and multiplies them by the transposed weights in the dense
+     kernel's register tiles (dense.h). Either writes GEMM-like rows (P x Fp: the weights are T x Fp, zero columns
+     up to a whole vector), to which the bias, the ReLU and the pooling are applied on the way to NCHW.
    - Winograd F(2x2, 3x3) + ReLU + 2x2 pool (PLAN_CONV_WINOGRAD): winograd.h's tile rows, the thread's share a range
      of whole vectors of output channels (of tile rows when there are fewer vectors than threads).
    - PLAN_POOL (a max-pool not fused into a convolution), PLAN_RELU, PLAN_DENSE (the thread's share: whole vectors of
@@ -27,13 +28,14 @@
 #define CYCNN_PLAN_H
 #include <math.h>
 #include "dense.h"
+#include "direct.h"
 #include "winograd.h"
 #include "omp_shim.h"
 
 /* Images per block in image mode: the dense layers' products take this many rows at once. */
 #define CYCNN_PLAN_BLOCK 16
 
-enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5 };
+enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5, PLAN_CONV_DIRECT = 6 };
 
 typedef struct {
     int kind;
@@ -42,10 +44,10 @@ typedef struct {
     ptrdiff_t C, H, W;  /* input per image: channels and map (dense: C = in_features, H = W = 1) */
     ptrdiff_t F, KH, KW, stride, pad, OH, OW;  /* conv: output channels, kernel, its output map; dense: F = out */
     ptrdiff_t ph, pw, sh, sw, PH, PW;          /* pooling window, stride, pooled map */
-    ptrdiff_t Fp;      /* PLAN_CONV_GEMM: F rounded up to whole vectors, the GEMM's columns */
+    ptrdiff_t Fp;      /* PLAN_CONV_GEMM and _DIRECT: F rounded up to whole vectors, the rows' width */
     ptrdiff_t in, out; /* offsets in the slot arena; in < 0: the input image */
     ptrdiff_t cols, rows, padded, tiles, products;  /* offsets in the thread's scratch arena */
-    const void *weight;  /* GEMM: W^T (T x Fp); Winograd: U (16, C, F); dense: W (C x F) */
+    const void *weight;  /* GEMM and direct: W^T (T x Fp); Winograd: U (16, C, F); dense: W (C x F) */
     const void *bias;    /* F numbers */
 } cycnn_plan_op;
 

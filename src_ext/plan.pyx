@@ -14,11 +14,12 @@ from cython cimport floating
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from kernels cimport (CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, PLAN_CONV_GEMM, PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU,
-                      cycnn_plan_op, cycnn_plan_run, cycnn_winograd_kernel)
+from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, PLAN_CONV_DIRECT, PLAN_CONV_GEMM,
+                      PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU, cycnn_plan_op, cycnn_plan_run,
+                      cycnn_winograd_kernel)
 
-KINDS = {"conv_gemm": PLAN_CONV_GEMM, "conv_winograd": PLAN_CONV_WINOGRAD, "pool": PLAN_POOL, "relu": PLAN_RELU,
-         "dense": PLAN_DENSE}
+KINDS = {"conv_gemm": PLAN_CONV_GEMM, "conv_direct": PLAN_CONV_DIRECT, "conv_winograd": PLAN_CONV_WINOGRAD,
+         "pool": PLAN_POOL, "relu": PLAN_RELU, "dense": PLAN_DENSE}
 # Arena offsets are rounded up to this many bytes (one vector).
 ALIGN_BYTES = CYCNN_VECTOR_BYTES
 cdef enum:
@@ -225,7 +226,7 @@ def _sizes(op):
     kind, g = op["kind"], lambda n: int(op.get(n, 0))
     C, H, W, F = g("C"), g("H"), g("W"), g("F")
     in_size = C * H * W
-    if kind in ("conv_gemm", "conv_winograd"):
+    if kind in ("conv_gemm", "conv_direct", "conv_winograd"):
         KH, KW, s, p, OH, OW = g("KH"), g("KW"), g("stride"), g("pad"), g("OH"), g("OW")
         _require(KH >= 1 and KW >= 1 and s >= 1 and H + 2 * p >= KH and W + 2 * p >= KW
                  and OH == (H + 2 * p - KH) // s + 1 and OW == (W + 2 * p - KW) // s + 1 and F >= 1,
@@ -239,6 +240,14 @@ def _sizes(op):
         lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
         _require(Fp >= F and Fp % lanes == 0, "the GEMM's columns are F rounded up to whole vectors")
         _require(g("cols") >= 0 and g("rows") >= g("cols") + T * P, "the GEMM's columns overlap its rows")
+        return in_size, out_size, g("rows") + P * Fp, T * Fp
+    if kind == "conv_direct":
+        T, Fp, P = C * KH * KW, g("Fp"), OH * OW
+        lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
+        _require(Fp >= F and Fp % lanes == 0, "the rows' width is F rounded up to whole vectors")
+        _require(T <= CYCNN_DIRECT_MAX_TAPS, "more taps than the direct kernel takes")
+        band = C * (H + 2 * p) * (W + 2 * p)  # a thread's band of rows is at most the whole padded image
+        _require(g("padded") >= 0 and g("rows") >= g("padded") + band, "the direct band overlaps its rows")
         return in_size, out_size, g("rows") + P * Fp, T * Fp
     if kind == "conv_winograd":
         PH, PW = g("PH"), g("PW")

@@ -84,9 +84,27 @@ static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict r
         }
 }
 
-/* A convolution (+ bias, ReLU, max-pool) by im2col + GEMM, for the thread's rows of one image. */
-static void NAME(plan_conv_gemm)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid,
-                                 int team) {
+/* band (C x BH x WP) = the zero-padded input rows [first, first + BH) of one image (padded coordinates). */
+static void NAME(plan_pad_band)(const cycnn_plan_op *op, const REAL *restrict in, ptrdiff_t first, ptrdiff_t BH,
+                                REAL *restrict band) {
+    const ptrdiff_t H = op->H, W = op->W, pad = op->pad, WP = W + 2 * pad;
+    for (ptrdiff_t c = 0; c < op->C; c++)
+        for (ptrdiff_t b = 0; b < BH; b++) {
+            REAL *row = band + (c * BH + b) * WP;
+            const ptrdiff_t h = first + b - pad;
+            if (h < 0 || h >= H) {
+                memset(row, 0, WP * sizeof(REAL));
+                continue;
+            }
+            memset(row, 0, pad * sizeof(REAL));
+            memcpy(row + pad, in + (c * H + h) * W, W * sizeof(REAL));
+            memset(row + pad + W, 0, pad * sizeof(REAL));
+        }
+}
+
+/* A convolution (+ bias, ReLU, max-pool) by the direct kernel or by im2col + GEMM, for the thread's rows of one
+   image. */
+static void NAME(plan_conv)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid, int team) {
     ptrdiff_t r0, r1, i0 = 0, i1 = 0;
     if (op->pool) {
         NAME(plan_share)(op->PH, tid, team, &i0, &i1);
@@ -99,9 +117,18 @@ static void NAME(plan_conv_gemm)(const cycnn_plan_op *op, const REAL *in, REAL *
     }
     if (i0 >= i1) return;
     const ptrdiff_t P = (r1 - r0) * op->OW, T = op->C * op->KH * op->KW, F = op->F, Fp = op->Fp;
-    REAL *cols = scratch + op->cols, *rows = scratch + op->rows;
-    NAME(plan_im2col)(op, in, r0, r1, cols);
-    NAME(plan_gemm)(cols, P, T, (const REAL *)op->weight, Fp, rows);
+    REAL *rows = scratch + op->rows;
+    if (op->kind == PLAN_CONV_DIRECT) {
+        const ptrdiff_t BH = (r1 - r0 - 1) * op->stride + op->KH, WP = op->W + 2 * op->pad;
+        REAL *band = scratch + op->padded;
+        NAME(plan_pad_band)(op, in, r0 * op->stride, BH, band);
+        NAME(cycnn_direct_conv)(band, op->C, BH, WP, op->KH, op->KW, op->stride, r1 - r0, op->OW,
+                                (const REAL *)op->weight, Fp, F, rows, Fp);
+    } else {
+        REAL *cols = scratch + op->cols;
+        NAME(plan_im2col)(op, in, r0, r1, cols);
+        NAME(plan_gemm)(cols, P, T, (const REAL *)op->weight, Fp, rows);
+    }
     if (op->pool) {
         NAME(plan_pool_rows)(op, rows, r0, i0, i1, out);
         return;
@@ -223,7 +250,8 @@ static void NAME(plan_image)(const cycnn_plan_op *ops, int nops, const REAL *ima
         const REAL *in = op->in < 0 ? image : slot + op->in;
         REAL *out = slot + op->out;
         switch (op->kind) {
-        case PLAN_CONV_GEMM: NAME(plan_conv_gemm)(op, in, out, scratch, tid, team); break;
+        case PLAN_CONV_GEMM:
+        case PLAN_CONV_DIRECT: NAME(plan_conv)(op, in, out, scratch, tid, team); break;
         case PLAN_CONV_WINOGRAD: NAME(plan_conv_winograd)(op, in, out, scratch, tid, team); break;
         case PLAN_POOL: NAME(plan_pool)(op, in, out, tid, team); break;
         case PLAN_RELU: NAME(plan_relu)(op, in, out, tid, team); break;
@@ -305,7 +333,8 @@ static void NAME(plan_block)(const cycnn_plan_op *ops, int nops, const REAL *ima
             const REAL *in = op->in < 0 ? images + b * image_size : slots + b * slot_size + op->in;
             REAL *out = slots + b * slot_size + op->out;
             switch (op->kind) {
-            case PLAN_CONV_GEMM: NAME(plan_conv_gemm)(op, in, out, scratch, 0, 1); break;
+            case PLAN_CONV_GEMM:
+            case PLAN_CONV_DIRECT: NAME(plan_conv)(op, in, out, scratch, 0, 1); break;
             case PLAN_CONV_WINOGRAD: NAME(plan_conv_winograd)(op, in, out, scratch, 0, 1); break;
             case PLAN_POOL: NAME(plan_pool)(op, in, out, 0, 1); break;
             case PLAN_RELU: NAME(plan_relu)(op, in, out, 0, 1); break;

@@ -3,8 +3,8 @@
 Answering one image layer by layer costs more in Python (each layer's checks, arrays, calls) than in arithmetic:
 about 66 us for the reference network, of which the vector units need under 15. ``compile_plan`` turns a
 Sequential into the operations of ``src_ext/plan.h`` (each convolution with its bias, ReLU and a following
-max-pool fused; Winograd F(2x2, 3x3) where the training path uses it; dense layers in cycnn's own vector kernel),
-allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole network in C: the threads share
+max-pool fused; Winograd F(2x2, 3x3) and the direct kernel where the training path uses them; dense layers in
+cycnn's own vector kernel), allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole network in C: the threads share
 one image and meet at a barrier between operations, or, for batches, take blocks of images each (the dense layers
 then multiply a whole block at once).
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from cycnn.errors import ConfigError
 from cycnn.nn import _parallel, _plan
+from cycnn.nn.functional import direct_applies
 from cycnn.nn.fused import DIRECT_FEW_TAPS, WINOGRAD_CHANNEL_MULTIPLE
 from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from cycnn.nn.losses import softmax
@@ -76,8 +77,12 @@ def _conv_op(conv, pool, shape, at, slot, dtype, derived):
         taps, pixels, fp = c * kh * kw, op["OH"] * op["OW"], -(-f // lanes) * lanes
         Wt = np.zeros((taps, fp), dtype=dtype)
         derived.append((_plan.DERIVE_TRANSPOSE, W, np.empty_like(W), Wt))
-        op.update(kind="conv_gemm", weight=Wt, Fp=fp, cols=scratch.take(taps * pixels),
-                  rows=scratch.take(pixels * fp))
+        op.update(weight=Wt, Fp=fp)
+        if direct_applies(W):
+            hp, wp = h + 2 * conv.padding, w + 2 * conv.padding
+            op.update(kind="conv_direct", padded=scratch.take(c * hp * wp), rows=scratch.take(pixels * fp))
+        else:
+            op.update(kind="conv_gemm", cols=scratch.take(taps * pixels), rows=scratch.take(pixels * fp))
     op["out"] = slot.take(int(np.prod(out_shape)))
     return op, out_shape, scratch.size
 

@@ -35,6 +35,9 @@ def networks(dtype):
             Dense(16 * 2 * 2, 4, seed=15, **d)], input_shape=(3, 9, 9))),
         ("dense-only", Sequential([Flatten(**d), Dense(30, 17, activation="relu", seed=16, **d), Dropout(0.5, **d),
                                    Dense(17, 33, seed=17, **d)], input_shape=(2, 3, 5))),
+        ("many-taps", Sequential([  # 1,080 taps: im2col + GEMM, pooled; then an unpooled direct convolution, no ReLU
+            Conv2D(120, 6, 3, padding=1, activation="relu", seed=18, **d), MaxPool2D(2, **d),
+            Conv2D(6, 5, 2, seed=19, **d), Flatten(**d), Dense(5 * 2 * 2, 3, seed=20, **d)], input_shape=(120, 7, 6))),
     ]
 
 
@@ -66,10 +69,14 @@ def test_the_plan_computes_what_the_layers_compute(index, dtype, n, split):
     np.testing.assert_allclose(model.predict_proba(x), softmax(expected.astype(np.float64)), rtol=tol, atol=tol)
 
 
-def test_the_reference_network_uses_winograd_and_the_gemm():
+def test_each_convolution_takes_the_kernel_training_uses():
+    """The reference network: the direct kernel, then Winograd; a convolution with more taps than the direct
+    kernel takes: im2col + GEMM."""
     ops, derived, _, _, _ = plan.compile_ops(networks(np.float32)[0][1], np.dtype(np.float32))
-    assert [op["kind"] for op in ops] == ["conv_gemm", "conv_winograd", "dense", "dense"]
+    assert [op["kind"] for op in ops] == ["conv_direct", "conv_winograd", "dense", "dense"]
     assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD, _plan.DERIVE_PAD_COLUMNS]
+    ops = plan.compile_ops(dict(networks(np.float32))["many-taps"], np.dtype(np.float32))[0]
+    assert [op["kind"] for op in ops] == ["conv_gemm", "conv_direct", "dense"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
