@@ -104,6 +104,7 @@ cdef extern from "plan.h":
         Py_ssize_t in_ "in"
         Py_ssize_t out, cols, rows, padded, tiles, products
         const void* weight
+        const void* panels
         const void* bias
     int cycnn_plan_run_float(const cycnn_plan_op* ops, int nops, const float* x, Py_ssize_t N,
                              Py_ssize_t image_size, float* slots, Py_ssize_t slot_size, float* scratch,

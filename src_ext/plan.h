@@ -22,8 +22,9 @@
      up to a whole vector), to which the bias, the ReLU and the pooling are applied on the way to NCHW.
    - Winograd F(2x2, 3x3) + ReLU + 2x2 pool (PLAN_CONV_WINOGRAD): winograd.h's tile rows, the thread's share a range
      of whole vectors of output channels (of tile rows when there are fewer vectors than threads).
-   - PLAN_POOL (a max-pool not fused into a convolution), PLAN_RELU, PLAN_DENSE (the thread's share: whole vectors of
-     output columns; the last thread takes the columns beyond them, one by one). */
+   - PLAN_POOL (a max-pool not fused into a convolution), PLAN_RELU, PLAN_DENSE (one image: the thread's share, whole
+     vectors of output columns; a block of images: panel by panel of a copy of the weights laid out panel after
+     panel). */
 #ifndef CYCNN_PLAN_H
 #define CYCNN_PLAN_H
 #include <math.h>
@@ -47,7 +48,8 @@ typedef struct {
     ptrdiff_t Fp;      /* PLAN_CONV_GEMM and _DIRECT: F rounded up to whole vectors, the rows' width */
     ptrdiff_t in, out; /* offsets in the slot arena; in < 0: the input image */
     ptrdiff_t cols, rows, padded, tiles, products;  /* offsets in the thread's scratch arena */
-    const void *weight;  /* GEMM and direct: W^T (T x Fp); Winograd: U (16, C, F); dense: W (C x F) */
+    const void *weight;  /* GEMM and direct: W^T (T x Fp); Winograd: U (16, C, F); dense: W (C x Fp) */
+    const void *panels;  /* dense: the same W panel after panel, for blocks of images (plan_impl.h) */
     const void *bias;    /* F numbers */
 } cycnn_plan_op;
 

@@ -14,7 +14,8 @@ from cython cimport floating
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, PLAN_CONV_DIRECT, PLAN_CONV_GEMM,
+from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, DENSE_VECS, PLAN_CONV_DIRECT,
+                      PLAN_CONV_GEMM,
                       PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU, cycnn_plan_op, cycnn_plan_run,
                       cycnn_winograd_kernel)
 
@@ -26,13 +27,15 @@ cdef enum:
     TRANSPOSE = 1
     WINOGRAD = 2
     PAD_COLUMNS = 3
-DERIVE_TRANSPOSE, DERIVE_WINOGRAD, DERIVE_PAD_COLUMNS = TRANSPOSE, WINOGRAD, PAD_COLUMNS
+    PANELS = 4
+DERIVE_TRANSPOSE, DERIVE_WINOGRAD, DERIVE_PAD_COLUMNS, DERIVE_PANELS = TRANSPOSE, WINOGRAD, PAD_COLUMNS, PANELS
 BLOCK = CYCNN_PLAN_BLOCK  # images per block in image mode, at most
 
 
 cdef struct Derived:
     int kind          # TRANSPOSE: W (F, T) -> W^T (T, Fp); WINOGRAD: W (F, C, 3, 3) -> U (16, C, F);
-                      # PAD_COLUMNS: W (T, F) -> (T, Fp), zero columns after F
+                      # PAD_COLUMNS: W (T, F) -> (T, Fp), zero columns after F; PANELS: the same, laid out
+                      # panel after panel (plan_impl.h), derived only when blocks of images run
     const char* source
     char* snapshot
     Py_ssize_t nbytes
@@ -53,7 +56,7 @@ cdef void derive(const Derived* d, floating* rows) noexcept nogil:
     """Recompute one derived weight array from its source (``rows``: 16 * F scratch for Winograd)."""
     cdef const floating* src = <const floating*>d.source
     cdef floating* dst = <floating*>d.out
-    cdef Py_ssize_t f, t
+    cdef Py_ssize_t f, t, n0, width, panel
     if d.kind == TRANSPOSE:
         for f in range(d.F):
             for t in range(d.T):
@@ -61,14 +64,26 @@ cdef void derive(const Derived* d, floating* rows) noexcept nogil:
     elif d.kind == PAD_COLUMNS:
         for t in range(d.T):
             memcpy(&dst[t * d.Fp], &src[t * d.F], d.F * sizeof(floating))
+    elif d.kind == PANELS:
+        panel = DENSE_VECS * (CYCNN_VECTOR_BYTES // sizeof(floating))
+        n0 = 0
+        while n0 < d.Fp:
+            width = min(panel, d.Fp - n0)
+            for t in range(d.T):
+                for f in range(width):
+                    dst[d.T * n0 + t * width + f] = src[t * d.F + n0 + f] if n0 + f < d.F else 0
+            n0 += panel
     else:
         cycnn_winograd_kernel(src, d.F, d.C, rows, dst)
 
 
-cdef int refresh(Derived* derived, int count, floating* rows) noexcept nogil:
-    """Derive again every array whose source no longer matches its snapshot; returns how many were."""
+cdef int refresh(Derived* derived, int count, floating* rows, bint blocks) noexcept nogil:
+    """Derive again every array whose source no longer matches its snapshot (the dense layers' panels only when
+    ``blocks`` of images will run: one image reads the row-major weights); returns how many were."""
     cdef int k, changed = 0
     for k in range(count):
+        if derived[k].kind == PANELS and not blocks:
+            continue
         if memcmp(derived[k].source, derived[k].snapshot, derived[k].nbytes) != 0:
             derive(&derived[k], rows)
             memcpy(derived[k].snapshot, derived[k].source, derived[k].nbytes)
@@ -145,9 +160,11 @@ cdef class Plan:
     def _set_derived(self, int k, kind, source, snapshot, out, dtype):
         cdef Derived* d = &self.derived[k]
         d.kind = kind
-        if kind == DERIVE_PAD_COLUMNS:
+        if kind in (DERIVE_PAD_COLUMNS, DERIVE_PANELS):
+            lanes = CYCNN_VECTOR_BYTES // dtype.itemsize
             _require(source.ndim == 2 and out.ndim == 2 and out.shape[0] == source.shape[0]
-                     and out.shape[1] >= source.shape[1], "padded columns are (T, F) -> (T, Fp >= F)")
+                     and out.shape[1] >= source.shape[1] and out.shape[1] % lanes == 0,
+                     "padded columns and panels are (T, F) -> (T, Fp >= F), Fp whole vectors")
             d.T, d.F, d.Fp, d.C = source.shape[0], source.shape[1], out.shape[1], 0
         elif kind == DERIVE_TRANSPOSE:
             _require(source.ndim == 4 and out.ndim == 2, "a transposed weight is (F, C, kh, kw) -> (T, Fp)")
@@ -181,6 +198,9 @@ cdef class Plan:
         _require(o.out + out_size <= self.slot_size, f"operation {k}: its output lies outside the slot")
         _require(scratch_end <= self.scratch_size, f"operation {k}: its scratch lies outside the arena")
         o.weight = <const void*><Py_ssize_t>self._array(op["weight"], dtype, weight_size, f"operation {k}'s weight")
+        o.panels = NULL
+        if o.kind == PLAN_DENSE:
+            o.panels = <const void*><Py_ssize_t>self._array(op["panels"], dtype, weight_size, f"operation {k}'s panels")
         o.bias = <const void*><Py_ssize_t>self._array(op["bias"], dtype, o.F, f"operation {k}'s bias") \
             if op.get("bias") is not None else NULL
         _require(o.kind in (PLAN_POOL, PLAN_RELU) or o.bias != NULL, f"operation {k} needs a bias")
@@ -266,8 +286,10 @@ def _sizes(op):
         return in_size, C * g("PH") * g("PW"), 0, 0
     if kind == "relu":
         return in_size, in_size, 0, 0
-    Fp = g("Fp") or F
-    _require(kind == "dense" and H == 1 and W == 1 and F >= 1 and Fp >= F, "a dense operation is (C, 1, 1) -> F")
+    Fp = g("Fp")
+    lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
+    _require(kind == "dense" and H == 1 and W == 1 and F >= 1 and Fp >= F and Fp % lanes == 0,
+             "a dense operation is (C, 1, 1) -> F, its weights Fp >= F whole vectors of columns")
     return in_size, Fp, 0, C * Fp  # the output holds the Fp columns the kernel writes
 
 
@@ -298,7 +320,7 @@ cdef object run_plan(Plan plan, floating[:, ::1] x, double[:, ::1] probs, floati
     if N == 0:
         return True
     with nogil:
-        refresh(plan.derived, plan.nderived, rows)
+        refresh(plan.derived, plan.nderived, rows, not split and N > 1)
         rc = cycnn_plan_run(plan.ops, plan.nops, &x[0, 0], N, plan.image_size, slots, plan.slot_size, scratch,
                             plan.scratch_size, plan.logits_at, plan.classes, p, l, plan.threads, split, block)
     return rc == 0

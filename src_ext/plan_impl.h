@@ -210,35 +210,54 @@ static void NAME(plan_relu)(const cycnn_plan_op *op, const REAL *restrict in, RE
     for (ptrdiff_t k = k0; k < k1; k++) out[k] = in[k] > 0 ? in[k] : 0;
 }
 
-/* out = act(in @ W + b) for one image (W is C x Fp: F columns, then zero columns up to Fp, a whole number of
-   vectors; out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the dense kernel's
-   tiles; the last thread also takes the columns beyond the last whole vector (none when Fp is whole vectors), one
-   by one. */
-static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
-                             int team) {
-    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp > 0 ? op->Fp : F, whole = Fp / LANES * LANES;
-    const ptrdiff_t panel = DENSE_VECS * LANES;
-    const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
-    ptrdiff_t v0, v1;
-    NAME(plan_share)(Fp / LANES, tid, team, &v0, &v1);
-    ptrdiff_t j0 = v0 * LANES, j1 = v1 * LANES;
-    for (ptrdiff_t n0 = j0; n0 < j1; n0 += panel)
-        NAME(cycnn_dense_tile)(in, K, 1, Wt, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel, K, Fp);
-    if (tid == team - 1) {
-        for (ptrdiff_t j = whole; j < F; j++) {
-            REAL sum = 0;
-            /* One fused multiply-add per term, in order: what the vector kernel (and BLAS) compute. */
-            for (ptrdiff_t k = 0; k < K; k++)
-                sum = sizeof(REAL) == sizeof(float) ? fmaf(in[k], Wt[k * Fp + j], sum) : fma(in[k], Wt[k * Fp + j], sum);
-            out[j] = sum;
-        }
-        j1 = F;
+/* C[0:R, c0:c1] = A[0:R, :] @ W[:, c0:c1] (row stride of A: ra; whole vectors of columns, all in one panel;
+   R <= DENSE_ROWS) for a dense layer's weights W (K x Fp) laid out panel after panel by plan.pyx (op->panels): the K
+   rows of each DENSE_VECS-vector panel are contiguous, so a panel streams through the cache in order. At the whole
+   matrix's row stride, often a power of two (256 columns: 1 KB), every row of a panel falls in the same few cache
+   sets, and a panel that fits the L2 cache was read from memory again for each block of rows. */
+static void NAME(plan_panel_product)(const REAL *A, ptrdiff_t ra, const REAL *W, ptrdiff_t K, ptrdiff_t Fp,
+                                     ptrdiff_t c0, ptrdiff_t c1, REAL *C, ptrdiff_t ldc, ptrdiff_t R) {
+    const ptrdiff_t panel = DENSE_VECS * LANES, p0 = c0 / panel * panel;
+    const ptrdiff_t width = Fp - p0 < panel ? Fp - p0 : panel;
+    const REAL *B = W + K * p0 + (c0 - p0);
+    REAL *c = C + c0;
+#define PLAN_PANEL_CASE(rows, vecs) NAME(dense_block)(A, ra, 1, B, width, c, ldc, K, rows, vecs); break;
+#define PLAN_PANEL_ROWS(vecs) \
+    switch (R) { case 1: PLAN_PANEL_CASE(1, vecs) case 2: PLAN_PANEL_CASE(2, vecs) case 3: PLAN_PANEL_CASE(3, vecs) \
+                 case 4: PLAN_PANEL_CASE(4, vecs) case 5: PLAN_PANEL_CASE(5, vecs) default: PLAN_PANEL_CASE(6, vecs) }
+    switch ((c1 - c0) / LANES) {
+    case 1: PLAN_PANEL_ROWS(1) break;
+    case 2: PLAN_PANEL_ROWS(2) break;
+    case 3: PLAN_PANEL_ROWS(3) break;
+    default: PLAN_PANEL_ROWS(4) break;
     }
-    if (j1 > F) j1 = F;
+#undef PLAN_PANEL_ROWS
+#undef PLAN_PANEL_CASE
+}
+
+/* The bias and the ReLU on outputs [j0, j1) of one image. */
+static void NAME(plan_dense_finish)(const cycnn_plan_op *op, REAL *out, ptrdiff_t j0, ptrdiff_t j1) {
+    const REAL *bias = (const REAL *)op->bias;
     for (ptrdiff_t j = j0; j < j1; j++) {
         const REAL v = out[j] + bias[j];
         out[j] = (op->relu && v < 0) ? 0 : v;
     }
+}
+
+/* out = act(in @ W + b) for one image (W: C x Fp, F columns then zero columns up to Fp, a whole number of vectors;
+   out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the dense kernel's
+   tiles. One image reads each weight once: the row-major matrix serves, and the panels (copied when the weights
+   change) are left to blocks of images. */
+static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
+                             int team) {
+    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp, panel = DENSE_VECS * LANES;
+    ptrdiff_t v0, v1;
+    NAME(plan_share)(Fp / LANES, tid, team, &v0, &v1);
+    const ptrdiff_t j0 = v0 * LANES, j1 = v1 * LANES;
+    for (ptrdiff_t n0 = j0; n0 < j1; n0 += panel)
+        NAME(cycnn_dense_tile)(in, K, 1, (const REAL *)op->weight, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel,
+                               K, Fp);
+    NAME(plan_dense_finish)(op, out, j0, j1 < F ? j1 : F);
 }
 
 /* Every operation of the plan on one image; with a team of threads, each does its part and they meet at a barrier
@@ -276,46 +295,18 @@ static void NAME(plan_softmax)(const REAL *logits, ptrdiff_t classes, double *pr
     for (ptrdiff_t k = 0; k < classes; k++) probs[k] /= sum;
 }
 
-/* A dense layer on a block of B images at once (image b's numbers at slot + b * slot_size): each row of weights
+/* A dense layer on a block of B images at once (image b's numbers at slot + b * slot_size): each panel of weights
    loaded serves all B images (a batch's product, instead of B matrix-vector products that read the whole weight
    matrix B times). Every output is the same sum in the same order as plan_dense's. */
 static void NAME(plan_dense_block)(const cycnn_plan_op *op, const REAL *in, ptrdiff_t in_stride, REAL *out,
                                    ptrdiff_t out_stride, ptrdiff_t B) {
-    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp > 0 ? op->Fp : F, whole = Fp / LANES * LANES;
-    const ptrdiff_t panel = DENSE_VECS * LANES;
-    const REAL *Wt = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
-#define PLAN_DENSE_CASE(rows, vecs) \
-    NAME(dense_block)(in + r0 * in_stride, in_stride, 1, Wt + n0, Fp, out + r0 * out_stride + n0, out_stride, K, rows, \
-                      vecs); break;
-#define PLAN_DENSE_ROWS(vecs) \
-    switch (R) { case 1: PLAN_DENSE_CASE(1, vecs) case 2: PLAN_DENSE_CASE(2, vecs) case 3: PLAN_DENSE_CASE(3, vecs) \
-                 case 4: PLAN_DENSE_CASE(4, vecs) case 5: PLAN_DENSE_CASE(5, vecs) default: PLAN_DENSE_CASE(6, vecs) }
-    for (ptrdiff_t n0 = 0; n0 < whole; n0 += panel)
-        for (ptrdiff_t r0 = 0; r0 < B; r0 += DENSE_ROWS) {
-            const ptrdiff_t R = B - r0 < DENSE_ROWS ? B - r0 : DENSE_ROWS;
-            switch (((whole - n0 < panel) ? whole - n0 : panel) / LANES) {
-            case 1: PLAN_DENSE_ROWS(1) break;
-            case 2: PLAN_DENSE_ROWS(2) break;
-            case 3: PLAN_DENSE_ROWS(3) break;
-            default: PLAN_DENSE_ROWS(4) break;
-            }
-        }
-#undef PLAN_DENSE_ROWS
-#undef PLAN_DENSE_CASE
-    for (ptrdiff_t b = 0; b < B; b++) {
-        const REAL *x = in + b * in_stride;
-        REAL *y = out + b * out_stride;
-        for (ptrdiff_t j = whole; j < F; j++) {
-            REAL sum = 0;
-            for (ptrdiff_t k = 0; k < K; k++)
-                sum = sizeof(REAL) == sizeof(float) ? fmaf(x[k], Wt[k * Fp + j], sum) : fma(x[k], Wt[k * Fp + j], sum);
-            y[j] = sum;
-        }
-        for (ptrdiff_t j = 0; j < F; j++) {
-            const REAL v = y[j] + bias[j];
-            y[j] = (op->relu && v < 0) ? 0 : v;
-        }
-    }
+    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp, panel = DENSE_VECS * LANES;
+    for (ptrdiff_t c0 = 0; c0 < Fp; c0 += panel)
+        for (ptrdiff_t r0 = 0; r0 < B; r0 += DENSE_ROWS)
+            NAME(plan_panel_product)(in + r0 * in_stride, in_stride, (const REAL *)op->panels, K, Fp, c0,
+                                     Fp - c0 < panel ? Fp : c0 + panel, out + r0 * out_stride, out_stride,
+                                     B - r0 < DENSE_ROWS ? B - r0 : DENSE_ROWS);
+    for (ptrdiff_t b = 0; b < B; b++) NAME(plan_dense_finish)(op, out + b * out_stride, 0, F);
 }
 
 /* Every operation on a block of B images by one thread (image b in the slot at slots + b * slot_size): the
@@ -324,6 +315,10 @@ static void NAME(plan_block)(const cycnn_plan_op *ops, int nops, const REAL *ima
                              ptrdiff_t B, REAL *slots, ptrdiff_t slot_size, REAL *scratch) {
     for (int k = 0; k < nops; k++) {
         const cycnn_plan_op *op = ops + k;
+        if (op->kind == PLAN_DENSE && B == 1) {
+            NAME(plan_dense)(op, op->in < 0 ? images : slots + op->in, slots + op->out, 0, 1);
+            continue;
+        }
         if (op->kind == PLAN_DENSE) {
             NAME(plan_dense_block)(op, op->in < 0 ? images : slots + op->in, op->in < 0 ? image_size : slot_size,
                                    slots + op->out, slot_size, B);

@@ -122,12 +122,16 @@ def _simple_op(layer, shape, at, slot, derived):
     if isinstance(layer, Dense):
         W, f = layer.params["W"], layer.out_features
         lanes = WINOGRAD_CHANNEL_MULTIPLE[W.dtype]
+        fp = -(-f // lanes) * lanes
         if f % lanes:  # the kernel takes whole vectors of columns: a copy padded with zero columns (checked per call)
-            padded = np.zeros((layer.in_features, -(-f // lanes) * lanes), dtype=W.dtype)
+            padded = np.zeros((layer.in_features, fp), dtype=W.dtype)
             derived.append((_plan.DERIVE_PAD_COLUMNS, W, np.empty_like(W), padded))
             W = padded
-        op = {"kind": "dense", "C": layer.in_features, "H": 1, "W": 1, "F": f, "Fp": W.shape[1],
-              "relu": layer.activation == "relu", "weight": W, "bias": layer.params["b"]}
+        # Blocks of images read the weights a panel at a time: a copy laid out panel after panel.
+        panels = np.zeros((layer.in_features, fp), dtype=W.dtype)
+        derived.append((_plan.DERIVE_PANELS, layer.params["W"], np.empty_like(layer.params["W"]), panels))
+        op = {"kind": "dense", "C": layer.in_features, "H": 1, "W": 1, "F": f, "Fp": fp,
+              "relu": layer.activation == "relu", "weight": W, "panels": panels, "bias": layer.params["b"]}
     elif isinstance(layer, ReLU):
         size = int(np.prod(shape))
         op = {"kind": "relu", "C": size, "H": 1, "W": 1, "F": 0, "weight": np.zeros(0, layer.dtype)}

@@ -74,7 +74,8 @@ def test_each_convolution_takes_the_kernel_training_uses():
     kernel takes: im2col + GEMM."""
     ops, derived, _, _, _ = plan.compile_ops(networks(np.float32)[0][1], np.dtype(np.float32))
     assert [op["kind"] for op in ops] == ["conv_direct", "conv_winograd", "dense", "dense"]
-    assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD, _plan.DERIVE_PAD_COLUMNS]
+    assert [kind for kind, *_ in derived] == [_plan.DERIVE_TRANSPOSE, _plan.DERIVE_WINOGRAD, _plan.DERIVE_PANELS,
+                                              _plan.DERIVE_PAD_COLUMNS, _plan.DERIVE_PANELS]
     ops = plan.compile_ops(dict(networks(np.float32))["many-taps"], np.dtype(np.float32))[0]
     assert [op["kind"] for op in ops] == ["conv_gemm", "conv_direct", "dense"]
 
@@ -92,13 +93,16 @@ def test_a_batch_answers_with_the_layers_bits(index, dtype):
 def test_weights_changed_in_place_or_replaced_are_seen():
     model = networks(np.float32)[0][1]
     x = np.random.default_rng(2).random((1, 1, 28, 28), dtype=np.float32)
+    batch = np.random.default_rng(3).random((5, 1, 28, 28), dtype=np.float32)
     model.predict_proba(x)
+    model.predict_proba(batch)  # blocks of images: the dense layers' panels are derived too
     for layer in model.layers:  # as an optimizer does: in place
         for array in layer.params.values():
             array *= np.float32(0.7)
             array += np.float32(0.01)
     tol = TOLERANCE[np.float32]
     np.testing.assert_allclose(plan_logits(model, x, True), layers_logits(model, x), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(model.predict_proba(batch), softmax(layers_logits(model, batch).astype(np.float64)))
     model.astype(np.float64)  # new arrays: a new plan
     np.testing.assert_allclose(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)),
                                rtol=1e-12, atol=1e-12)
@@ -126,9 +130,14 @@ def test_a_model_the_plan_does_not_run_takes_the_layers_path():
 
 def test_the_plan_refuses_operations_that_do_not_fit():
     """Offsets and sizes are checked when the plan is built: never a write outside the arenas."""
-    weight, bias = np.zeros((4, 3), np.float32), np.zeros(3, np.float32)
-    op = {"kind": "dense", "C": 4, "H": 1, "W": 1, "F": 3, "in": -1, "out": 0, "weight": weight, "bias": bias}
+    weight, bias = np.zeros((4, 16), np.float32), np.zeros(3, np.float32)
+    op = {"kind": "dense", "C": 4, "H": 1, "W": 1, "F": 3, "Fp": 16, "in": -1, "out": 0, "weight": weight,
+          "panels": weight.copy(), "bias": bias}
     _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1)  # fits
+    with pytest.raises(ValueError, match="whole vectors"):
+        _plan.Plan([dict(op, Fp=3, weight=np.zeros((4, 3), np.float32))], [], np.float32, 4, 16, 0, 0, 3, 1)
+    with pytest.raises(ValueError, match="panels"):
+        _plan.Plan([dict(op, panels=np.zeros((4, 3), np.float32))], [], np.float32, 4, 16, 0, 0, 3, 1)
     with pytest.raises(ValueError, match="outside the slot"):
         _plan.Plan([dict(op, out=14)], [], np.float32, 4, 16, 0, 0, 3, 1)
     with pytest.raises(ValueError, match="not the image"):
