@@ -78,7 +78,7 @@ def _conv_op(conv, pool, shape, at, slot, dtype, derived):
         Wt = np.zeros((taps, fp), dtype=dtype)
         derived.append((_plan.DERIVE_TRANSPOSE, W, np.empty_like(W), Wt))
         op.update(weight=Wt, Fp=fp)
-        if direct_applies(W):
+        if direct_applies(W) and conv.stride == 1:  # strided, the im2col tiles measured faster per image
             hp, wp = h + 2 * conv.padding, w + 2 * conv.padding
             op.update(kind="conv_direct", padded=scratch.take(c * hp * wp), rows=scratch.take(pixels * fp))
         else:
