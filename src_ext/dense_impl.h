@@ -21,16 +21,15 @@ static inline __attribute__((always_inline)) void NAME(dense_block)(const REAL *
         for (int v = 0; v < NV; v++) NAME(cycnn_store)(C + r * ldc + v * LANES, acc[r][v]);
 }
 
-/* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = A[r0:r0+R, :] @ B[:, n0:n1], with R <= DENSE_ROWS. */
-static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
-                                   ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {
-    const REAL *a = A + r0 * ra, *b = B + n0;
-    REAL *c = C + r0 * N + n0;
-#define DENSE_CASE(rows, vecs) NAME(dense_block)(a, ra, ka, b, N, c, N, K, rows, vecs); break;
+/* C[0:R, 0:NV*LANES] = A[0:R, :] @ B[:, 0:NV*LANES] with R <= DENSE_ROWS and NV <= DENSE_VECS given at run time
+   (row strides: A as in dense.h, B and C ldb, ldc): dense_block's constants chosen by a switch. */
+static inline void NAME(cycnn_dense_panel)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, ptrdiff_t ldb,
+                                           REAL *C, ptrdiff_t ldc, ptrdiff_t K, ptrdiff_t R, ptrdiff_t NV) {
+#define DENSE_CASE(rows, vecs) NAME(dense_block)(A, ra, ka, B, ldb, C, ldc, K, rows, vecs); break;
 #define DENSE_ROWS_CASES(vecs) \
     switch (R) { case 1: DENSE_CASE(1, vecs) case 2: DENSE_CASE(2, vecs) case 3: DENSE_CASE(3, vecs) \
                  case 4: DENSE_CASE(4, vecs) case 5: DENSE_CASE(5, vecs) default: DENSE_CASE(6, vecs) }
-    switch ((n1 - n0) / LANES) {
+    switch (NV) {
     case 1: DENSE_ROWS_CASES(1) break;
     case 2: DENSE_ROWS_CASES(2) break;
     case 3: DENSE_ROWS_CASES(3) break;
@@ -39,4 +38,10 @@ static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, co
     }
 #undef DENSE_ROWS_CASES
 #undef DENSE_CASE
+}
+
+/* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = A[r0:r0+R, :] @ B[:, n0:n1], with R <= DENSE_ROWS. */
+static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
+                                   ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {
+    NAME(cycnn_dense_panel)(A + r0 * ra, ra, ka, B + n0, N, C + r0 * N + n0, N, K, R, (n1 - n0) / LANES);
 }

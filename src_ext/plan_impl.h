@@ -219,20 +219,7 @@ static void NAME(plan_panel_product)(const REAL *A, ptrdiff_t ra, const REAL *W,
                                      ptrdiff_t c0, ptrdiff_t c1, REAL *C, ptrdiff_t ldc, ptrdiff_t R) {
     const ptrdiff_t panel = DENSE_VECS * LANES, p0 = c0 / panel * panel;
     const ptrdiff_t width = Fp - p0 < panel ? Fp - p0 : panel;
-    const REAL *B = W + K * p0 + (c0 - p0);
-    REAL *c = C + c0;
-#define PLAN_PANEL_CASE(rows, vecs) NAME(dense_block)(A, ra, 1, B, width, c, ldc, K, rows, vecs); break;
-#define PLAN_PANEL_ROWS(vecs) \
-    switch (R) { case 1: PLAN_PANEL_CASE(1, vecs) case 2: PLAN_PANEL_CASE(2, vecs) case 3: PLAN_PANEL_CASE(3, vecs) \
-                 case 4: PLAN_PANEL_CASE(4, vecs) case 5: PLAN_PANEL_CASE(5, vecs) default: PLAN_PANEL_CASE(6, vecs) }
-    switch ((c1 - c0) / LANES) {
-    case 1: PLAN_PANEL_ROWS(1) break;
-    case 2: PLAN_PANEL_ROWS(2) break;
-    case 3: PLAN_PANEL_ROWS(3) break;
-    default: PLAN_PANEL_ROWS(4) break;
-    }
-#undef PLAN_PANEL_ROWS
-#undef PLAN_PANEL_CASE
+    NAME(cycnn_dense_panel)(A, ra, 1, W + K * p0 + (c0 - p0), width, C + c0, ldc, K, R, (c1 - c0) / LANES);
 }
 
 /* The bias and the ReLU on outputs [j0, j1) of one image. */
