@@ -125,6 +125,7 @@ def test_evaluate_on_a_new_folder_prepares_it_as_the_model_was(quick, folders, c
     assert [c["class"] for c in report["per_class"]] == CLASSES
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 def test_export_of_a_colour_model_runs_in_onnx_runtime(quick, folders, tmp_path, capsys):
     pytest.importorskip("onnx", reason="the ONNX export needs the onnx extra: pip install 'cycnn[onnx]'")
     ort = pytest.importorskip("onnxruntime", reason="the ONNX check runs the file in ONNX Runtime")

@@ -124,6 +124,7 @@ def test_a_directory_that_is_no_dataset_is_refused(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 def test_image_folder_trains_and_predict_prints_class_names(shapes_dir, tmp_path, capsys):
     model_path = tmp_path / "shapes.npz"
     code, out, err = run_cli(["train", "--data-dir", shapes_dir, "--epochs", "6", "--batch-size", "16",

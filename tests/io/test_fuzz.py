@@ -207,6 +207,7 @@ def replace_at(header, path, value):
     return header
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 @FUZZ
 @given(data=st.data())
 def test_load_model_on_rewritten_headers(scratch, model_file, data):
@@ -217,6 +218,7 @@ def test_load_model_on_rewritten_headers(scratch, model_file, data):
     check_model_bytes(scratch / "rewritten.npz", rewrite_header(model_file, lambda h: replace_at(h, path, value)))
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 @FUZZ
 @given(data=st.data())
 def test_load_checkpoint_on_rewritten_training_state(scratch, checkpoint_file, data):

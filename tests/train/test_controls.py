@@ -102,6 +102,7 @@ class Background:
         assert not self.thread.is_alive(), "the training thread did not end after stop_requested"
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 def test_pause_holds_the_run_without_using_the_cpu_and_resume_finishes_it(mnist):
     x, y = mnist[0][:320], mnist[1][:320]
     controls, recorder = TrainingControls(), Recorder(sleep=0.01)

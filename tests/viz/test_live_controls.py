@@ -120,6 +120,7 @@ def held(port, data, seconds=0.5):
     return steps == {data["step"]}
 
 
+@pytest.mark.slow  # about a second: the fast tier stays under a minute
 def test_pause_step_and_resume_over_http(run):
     port = run.port
     assert command(port, {"action": "pause"}) == (200, {"action": "pause", "paused": True, "pending": {}})
