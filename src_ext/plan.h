@@ -14,8 +14,9 @@
    the results do not depend on the thread count.
 
    - Convolution by the direct kernel (PLAN_CONV_DIRECT, direct.h: the stride-1 layers where training uses it;
-     with a stride, im2col's gathered copies measured faster per image) or by im2col + GEMM (PLAN_CONV_GEMM): the thread's share is a range of output rows (of pooled rows, when a max-pool
-     follows: overlapping windows compute their shared convolution rows twice). The direct kernel reads the band of
+     with a stride, im2col's gathered copies measured faster per image) or by im2col + GEMM (PLAN_CONV_GEMM): the
+     thread's share is a range of output rows (of pooled rows, when a max-pool follows: overlapping windows
+     compute their shared convolution rows twice). The direct kernel reads the band of
      input rows under them, copied with its zero padding into the thread's scratch; im2col copies the rows'
      patches into its columns (T x P, one row per tap) and multiplies them by the transposed weights in the dense
      kernel's register tiles (dense.h). Either writes GEMM-like rows (P x Fp: the weights are T x Fp, zero columns
@@ -36,7 +37,8 @@
 /* Images per block in image mode: the dense layers' products take this many rows at once. */
 #define CYCNN_PLAN_BLOCK 16
 
-enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5, PLAN_CONV_DIRECT = 6 };
+enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5,
+       PLAN_CONV_DIRECT = 6 };
 
 typedef struct {
     int kind;

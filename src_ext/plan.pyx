@@ -15,9 +15,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, DENSE_VECS, PLAN_CONV_DIRECT,
-                      PLAN_CONV_GEMM,
-                      PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU, cycnn_plan_op, cycnn_plan_run,
-                      cycnn_winograd_kernel)
+                      PLAN_CONV_GEMM, PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU, cycnn_plan_op,
+                      cycnn_plan_run, cycnn_winograd_kernel)
 
 KINDS = {"conv_gemm": PLAN_CONV_GEMM, "conv_direct": PLAN_CONV_DIRECT, "conv_winograd": PLAN_CONV_WINOGRAD,
          "pool": PLAN_POOL, "relu": PLAN_RELU, "dense": PLAN_DENSE}
@@ -246,6 +245,7 @@ def _sizes(op):
     kind, g = op["kind"], lambda n: int(op.get(n, 0))
     C, H, W, F = g("C"), g("H"), g("W"), g("F")
     in_size = C * H * W
+    lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)  # whole vectors of the weights
     if kind in ("conv_gemm", "conv_direct", "conv_winograd"):
         KH, KW, s, p, OH, OW = g("KH"), g("KW"), g("stride"), g("pad"), g("OH"), g("OW")
         _require(KH >= 1 and KW >= 1 and s >= 1 and H + 2 * p >= KH and W + 2 * p >= KW
@@ -255,23 +255,18 @@ def _sizes(op):
         if op.get("pool"):
             _check_windows(op, OH, OW)
             out_size = F * g("PH") * g("PW")
-    if kind == "conv_gemm":
+    if kind in ("conv_gemm", "conv_direct"):
         T, Fp, P = C * KH * KW, g("Fp"), OH * OW
-        lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
-        _require(Fp >= F and Fp % lanes == 0, "the GEMM's columns are F rounded up to whole vectors")
-        _require(g("cols") >= 0 and g("rows") >= g("cols") + T * P, "the GEMM's columns overlap its rows")
-        return in_size, out_size, g("rows") + P * Fp, T * Fp
-    if kind == "conv_direct":
-        T, Fp, P = C * KH * KW, g("Fp"), OH * OW
-        lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
         _require(Fp >= F and Fp % lanes == 0, "the rows' width is F rounded up to whole vectors")
-        _require(T <= CYCNN_DIRECT_MAX_TAPS, "more taps than the direct kernel takes")
-        band = C * (H + 2 * p) * (W + 2 * p)  # a thread's band of rows is at most the whole padded image
-        _require(g("padded") >= 0 and g("rows") >= g("padded") + band, "the direct band overlaps its rows")
+        if kind == "conv_gemm":
+            _require(g("cols") >= 0 and g("rows") >= g("cols") + T * P, "the GEMM's columns overlap its rows")
+        else:
+            _require(T <= CYCNN_DIRECT_MAX_TAPS, "more taps than the direct kernel takes")
+            band = C * (H + 2 * p) * (W + 2 * p)  # a thread's band of rows is at most the whole padded image
+            _require(g("padded") >= 0 and g("rows") >= g("padded") + band, "the direct band overlaps its rows")
         return in_size, out_size, g("rows") + P * Fp, T * Fp
     if kind == "conv_winograd":
         PH, PW = g("PH"), g("PW")
-        lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
         _require(KH == 3 and KW == 3 and s == 1 and op.get("pool") and op.get("relu") and F % lanes == 0
                  and (g("ph"), g("pw"), g("sh"), g("sw")) == (2, 2, 2, 2),
                  "Winograd takes a 3x3 stride-1 convolution with a ReLU and 2x2 pooling, in whole vectors")
@@ -287,7 +282,6 @@ def _sizes(op):
     if kind == "relu":
         return in_size, in_size, 0, 0
     Fp = g("Fp")
-    lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)
     _require(kind == "dense" and H == 1 and W == 1 and F >= 1 and Fp >= F and Fp % lanes == 0,
              "a dense operation is (C, 1, 1) -> F, its weights Fp >= F whole vectors of columns")
     return in_size, Fp, 0, C * Fp  # the output holds the Fp columns the kernel writes

@@ -84,7 +84,8 @@ static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict r
         }
 }
 
-/* band (C x BH x WP) = the zero-padded input rows [first, first + BH) of one image (padded coordinates). */
+/* band (C x BH x WP) = the zero-padded input rows [first, first + BH) of one image (padded coordinates): the
+   direct kernel's band of rows, or Winograd's whole padded image. */
 static void NAME(plan_pad_band)(const cycnn_plan_op *op, const REAL *restrict in, ptrdiff_t first, ptrdiff_t BH,
                                 REAL *restrict band) {
     const ptrdiff_t H = op->H, W = op->W, pad = op->pad, WP = W + 2 * pad;
@@ -164,17 +165,7 @@ static void NAME(plan_conv_winograd)(const cycnn_plan_op *op, const REAL *in, RE
     const REAL *image = in;
     if (pad > 0) {
         REAL *padded = scratch + op->padded;
-        for (ptrdiff_t c = 0; c < C; c++)
-            for (ptrdiff_t h = 0; h < HP; h++) {
-                REAL *row = padded + (c * HP + h) * WP;
-                if (h < pad || h >= H + pad) {
-                    memset(row, 0, WP * sizeof(REAL));
-                    continue;
-                }
-                memset(row, 0, pad * sizeof(REAL));
-                memcpy(row + pad, in + (c * H + h - pad) * W, W * sizeof(REAL));
-                memset(row + pad + W, 0, pad * sizeof(REAL));
-            }
+        NAME(plan_pad_band)(op, in, 0, HP, padded);
         image = padded;
     }
     for (ptrdiff_t i = i0; i < i1; i++)

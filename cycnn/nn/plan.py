@@ -4,9 +4,9 @@ Answering one image layer by layer costs more in Python (each layer's checks, ar
 about 66 us for the reference network, of which the vector units need under 15. ``compile_plan`` turns a
 Sequential into the operations of ``src_ext/plan.h`` (each convolution with its bias, ReLU and a following
 max-pool fused; Winograd F(2x2, 3x3) and the direct kernel where the training path uses them; dense layers in
-cycnn's own vector kernel), allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole network in C: the threads share
-one image and meet at a barrier between operations, or, for batches, take blocks of images each (the dense layers
-then multiply a whole block at once).
+cycnn's own vector kernel), allocates every buffer once, and ``InferencePlan.predict_proba`` runs the whole
+network in C: the threads share one image and meet at a barrier between operations, or, for batches, take blocks
+of images each (the dense layers then multiply a whole block at once).
 
 The plan reads the weights in place, so training between two answers is seen: each call checks that the layers
 still hold the same arrays (a replaced array, e.g. after ``astype`` or ``load_params``, compiles a new plan), and
