@@ -16,6 +16,7 @@
 
 #define DENSE_ROWS 6 /* rows of C per tile */
 #define DENSE_VECS 4 /* vectors of columns per tile: one panel */
+#define DENSE_ROW_VECS 8 /* vectors of columns at a time in a one-row product (cycnn_dense_row) */
 
 #define CYCNN_IMPL "dense_impl.h"
 #include "instantiate.h"

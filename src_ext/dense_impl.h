@@ -40,6 +40,32 @@ static inline void NAME(cycnn_dense_panel)(const REAL *A, ptrdiff_t ra, ptrdiff_
 #undef DENSE_CASE
 }
 
+/* c[0:NV*LANES] = a[0:K] @ B[:, 0:NV*LANES] for one row a (NV <= DENSE_ROW_VECS, a constant at each call site):
+   each column the same sum over k in order as dense_block's. */
+static inline __attribute__((always_inline)) void NAME(dense_row_block)(const REAL *restrict a,
+                                                                        const REAL *restrict B, ptrdiff_t ldb,
+                                                                        REAL *restrict c, ptrdiff_t K, const int NV) {
+    VEC acc[DENSE_ROW_VECS];
+    for (int v = 0; v < NV; v++) acc[v] = (VEC){0};
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const REAL x = a[k];
+        for (int v = 0; v < NV; v++) acc[v] += x * NAME(cycnn_load)(B + k * ldb + v * LANES);
+    }
+    for (int v = 0; v < NV; v++) NAME(cycnn_store)(c + v * LANES, acc[v]);
+}
+
+/* c[0:NV*LANES] = a[0:K] @ B[:, 0:NV*LANES] for one row a, NV vectors of columns (B's row stride ldb): one image's
+   dense layer, DENSE_ROW_VECS vectors at a time. A panel of the tiles' four vectors would leave a chain of K
+   dependent FMAs per accumulator, each waiting out the FMA's latency, and read B's rows a part at a time; eight
+   accumulators keep both FMA units busy and read whole 512-byte rows in order, which the prefetcher follows. */
+static void NAME(cycnn_dense_row)(const REAL *a, const REAL *B, ptrdiff_t ldb, REAL *c, ptrdiff_t K, ptrdiff_t NV) {
+    for (; NV >= DENSE_ROW_VECS; NV -= DENSE_ROW_VECS, B += DENSE_ROW_VECS * LANES, c += DENSE_ROW_VECS * LANES)
+        NAME(dense_row_block)(a, B, ldb, c, K, DENSE_ROW_VECS);
+#define ROW_CASE(vecs) case vecs: NAME(dense_row_block)(a, B, ldb, c, K, vecs); break;
+    switch (NV) { ROW_CASE(1) ROW_CASE(2) ROW_CASE(3) ROW_CASE(4) ROW_CASE(5) ROW_CASE(6) ROW_CASE(7) default: break; }
+#undef ROW_CASE
+}
+
 /* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = A[r0:r0+R, :] @ B[:, n0:n1], with R <= DENSE_ROWS. */
 static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
                                    ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {

@@ -99,7 +99,7 @@ cdef extern from "plan.h":
         PLAN_RELU
         PLAN_DENSE
     ctypedef struct cycnn_plan_op:
-        int kind, relu, pool
+        int kind, relu, pool, hwc_out, hwc_in
         Py_ssize_t C, H, W, F, KH, KW, stride, pad, OH, OW, ph, pw, sh, sw, PH, PW, Fp
         Py_ssize_t in_ "in"
         Py_ssize_t out, cols, rows, padded, tiles, products

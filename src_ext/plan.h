@@ -2,7 +2,9 @@
 
    cycnn/nn/plan.py compiles a Sequential into a list of operations (this struct, one per step: a convolution with
    its bias, ReLU and max-pool fused, a pooling, a ReLU, a dense layer); src_ext/plan.pyx holds them and runs them
-   here without returning to Python. Activations stay NCHW (a dense layer reads the flattened map as it is). Each
+   here without returning to Python. Activations are NCHW (a dense layer reads the flattened map as it is), except
+   where a pooled convolution feeds a Winograd one: that map goes channels-last, so that the pooling stores whole
+   vectors of channels and Winograd transforms its input tiles a vector of channels at a time. Each
    image's activations live in a "slot" arena and each thread's scratch (im2col columns, GEMM rows, Winograd tiles)
    in its own arena; offsets into both are fixed when the plan is compiled.
 
@@ -44,6 +46,8 @@ typedef struct {
     int kind;
     int relu;          /* a ReLU after the bias */
     int pool;          /* a max-pool after the convolution (PLAN_CONV_*) */
+    int hwc_out;       /* a pooled convolution writes its output channels-last (PH x PW x F, F whole vectors) */
+    int hwc_in;        /* Winograd reads its input channels-last (H x W x C, C whole vectors) */
     ptrdiff_t C, H, W;  /* input per image: channels and map (dense: C = in_features, H = W = 1) */
     ptrdiff_t F, KH, KW, stride, pad, OH, OW;  /* conv: output channels, kernel, its output map; dense: F = out */
     ptrdiff_t ph, pw, sh, sw, PH, PW;          /* pooling window, stride, pooled map */

@@ -46,6 +46,18 @@ cdef Py_ssize_t address(array) except -1:
     return array.__array_interface__["data"][0]
 
 
+def holds(list entries):
+    """Whether every layer of ``entries`` (layer, parameter name, array) still holds that very array: the plan
+    compiled from them is still the model's. Checked on every call, so in C (the Python loop took a microsecond)."""
+    cdef tuple entry
+    cdef object params
+    for entry in entries:
+        params = entry[0].params
+        if type(params) is not dict or (<dict>params).get(entry[1]) is not entry[2]:
+            return False
+    return True
+
+
 def _require(ok, message):
     if not ok:
         raise ValueError(message)
@@ -183,6 +195,7 @@ cdef class Plan:
         cdef cycnn_plan_op* o = &self.ops[k]
         o.kind = KINDS[op["kind"]]
         o.relu, o.pool = bool(op.get("relu", False)), bool(op.get("pool", False))
+        o.hwc_out, o.hwc_in = bool(op.get("hwc_out", False)), bool(op.get("hwc_in", False))
         for name in ("C", "H", "W", "F", "KH", "KW", "stride", "pad", "OH", "OW", "ph", "pw", "sh", "sw", "PH",
                      "PW", "Fp", "out", "cols", "rows", "padded", "tiles", "products"):
             setattr_op(o, name, int(op.get(name, 0)))
@@ -246,6 +259,11 @@ def _sizes(op):
     C, H, W, F = g("C"), g("H"), g("W"), g("F")
     in_size = C * H * W
     lanes = CYCNN_VECTOR_BYTES // (8 if op["weight"].dtype.itemsize == 8 else 4)  # whole vectors of the weights
+    _require(not op.get("hwc_out") or (kind in ("conv_gemm", "conv_direct", "conv_winograd") and op.get("pool")
+                                       and F % lanes == 0),
+             "a channels-last output comes from a pooled convolution, in whole vectors of channels")
+    _require(not op.get("hwc_in") or (kind == "conv_winograd" and C % lanes == 0),
+             "a channels-last input goes into Winograd, in whole vectors of channels")
     if kind in ("conv_gemm", "conv_direct", "conv_winograd"):
         KH, KW, s, p, OH, OW = g("KH"), g("KW"), g("stride"), g("pad"), g("OH"), g("OW")
         _require(KH >= 1 and KW >= 1 and s >= 1 and H + 2 * p >= KH and W + 2 * p >= KW

@@ -48,7 +48,8 @@ static void NAME(plan_gemm)(const REAL *cols, ptrdiff_t P, ptrdiff_t T, const RE
 }
 
 /* The pooled outputs of rows [i0, i1): max over each window of the GEMM rows (whose first row is the convolution
-   row r0), then the bias and the ReLU, written NCHW. A vector of channels at a time, compare-and-select. */
+   row r0), then the bias and the ReLU, written NCHW (or channels-last: op->hwc_out). A vector of channels at a
+   time, compare-and-select. */
 static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict rows, ptrdiff_t r0, ptrdiff_t i0,
                                  ptrdiff_t i1, REAL *restrict out) {
     const ptrdiff_t F = op->F, Fp = op->Fp, OW = op->OW, PW = op->PW, plane = op->PH * op->PW;
@@ -71,6 +72,12 @@ static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict r
                             const VEC v = NAME(cycnn_load)(at + (a * OW + b) * Fp);
                             best = NAME(cycnn_select)(v > best, v, best);
                         }
+                }
+                if (op->hwc_out) { /* channels-last, F whole vectors: the vector goes out as it is */
+                    VEC v = best + NAME(cycnn_load)(bias + f0);
+                    if (op->relu) v = NAME(cycnn_select)(v > 0, v, (VEC){0});
+                    NAME(cycnn_store)(out + (i * PW + j) * F + f0, v);
+                    continue;
                 }
                 REAL lanes[LANES];
                 NAME(cycnn_store)(lanes, best);
@@ -101,6 +108,19 @@ static void NAME(plan_pad_band)(const cycnn_plan_op *op, const REAL *restrict in
             memcpy(row + pad, in + (c * H + h) * W, W * sizeof(REAL));
             memset(row + pad + W, 0, pad * sizeof(REAL));
         }
+}
+
+/* padded (HP x WP x C) = a channels-last image (H x W x C) with its zero padding: Winograd's input when op->hwc_in. */
+static void NAME(plan_pad_hwc)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict padded) {
+    const ptrdiff_t C = op->C, H = op->H, W = op->W, pad = op->pad, WP = W + 2 * pad;
+    memset(padded, 0, pad * WP * C * sizeof(REAL));
+    for (ptrdiff_t h = 0; h < H; h++) {
+        REAL *row = padded + (h + pad) * WP * C;
+        memset(row, 0, pad * C * sizeof(REAL));
+        memcpy(row + pad * C, in + h * W * C, W * C * sizeof(REAL));
+        memset(row + (pad + W) * C, 0, pad * C * sizeof(REAL));
+    }
+    memset(padded + (H + pad) * WP * C, 0, pad * WP * C * sizeof(REAL));
 }
 
 /* A convolution (+ bias, ReLU, max-pool) by the direct kernel or by im2col + GEMM, for the thread's rows of one
@@ -162,16 +182,27 @@ static void NAME(plan_conv_winograd)(const cycnn_plan_op *op, const REAL *in, RE
         NAME(plan_share)(op->PH, tid, team, &i0, &i1);
     }
     if (f0 >= f1 || i0 >= i1) return;
-    const REAL *image = in;
+    const REAL *image = in, *U = (const REAL *)op->weight, *bias = (const REAL *)op->bias;
     if (pad > 0) {
         REAL *padded = scratch + op->padded;
-        NAME(plan_pad_band)(op, in, 0, HP, padded);
+        if (op->hwc_in)
+            NAME(plan_pad_hwc)(op, in, padded);
+        else
+            NAME(plan_pad_band)(op, in, 0, HP, padded);
         image = padded;
     }
-    for (ptrdiff_t i = i0; i < i1; i++)
-        NAME(cycnn_winograd_tile_row_range)(image, C, HP, WP, (const REAL *)op->weight, (const REAL *)op->bias, F,
-                                            f0, f1, WP - 2, op->PH, op->PW, i, scratch + op->tiles,
-                                            scratch + op->products, out, NULL);
+    REAL *V = scratch + op->tiles, *M = scratch + op->products;
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        if (op->hwc_in)
+            NAME(input_transform_hwc)(image, C, WP, i, op->PW, V);
+        else
+            NAME(input_transform)(image, C, HP, WP, i, op->PW, V);
+        NAME(tile_products)(V, U, op->PW, C, F, f0, f1, M);
+        if (op->hwc_out)
+            NAME(output_pool_hwc)(M, bias, i, op->PW, F, f0, f1, out);
+        else
+            NAME(output_pool)(M, bias, i, op->PW, F, f0, f1, WP - 2, op->PH, out, NULL);
+    }
 }
 
 /* A max-pool of its own (NCHW), the thread's channels. Ties go to the first maximum, as in pool.pyx. */
@@ -223,18 +254,16 @@ static void NAME(plan_dense_finish)(const cycnn_plan_op *op, REAL *out, ptrdiff_
 }
 
 /* out = act(in @ W + b) for one image (W: C x Fp, F columns then zero columns up to Fp, a whole number of vectors;
-   out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the dense kernel's
-   tiles. One image reads each weight once: the row-major matrix serves, and the panels (copied when the weights
+   out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the one-row product
+   (cycnn_dense_row). One image reads each weight once: the row-major matrix serves, and the panels (copied when the weights
    change) are left to blocks of images. */
 static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
                              int team) {
-    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp, panel = DENSE_VECS * LANES;
+    const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp;
     ptrdiff_t v0, v1;
     NAME(plan_share)(Fp / LANES, tid, team, &v0, &v1);
     const ptrdiff_t j0 = v0 * LANES, j1 = v1 * LANES;
-    for (ptrdiff_t n0 = j0; n0 < j1; n0 += panel)
-        NAME(cycnn_dense_tile)(in, K, 1, (const REAL *)op->weight, out, 0, 1, n0, j1 - n0 < panel ? j1 : n0 + panel,
-                               K, Fp);
+    NAME(cycnn_dense_row)(in, (const REAL *)op->weight + j0, Fp, out + j0, K, v1 - v0);
     NAME(plan_dense_finish)(op, out, j0, j1 < F ? j1 : F);
 }
 

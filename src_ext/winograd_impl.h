@@ -28,6 +28,34 @@ static void NAME(input_transform)(const REAL *restrict image, ptrdiff_t C, ptrdi
     }
 }
 
+/* The same V for a channels-last image (HP x WP x C, C a whole number of vectors): a vector of channels at a time,
+   every lane the same additions as input_transform's. */
+static void NAME(input_transform_hwc)(const REAL *restrict image, ptrdiff_t C, ptrdiff_t WP, ptrdiff_t i,
+                                      ptrdiff_t PW, REAL *restrict V) {
+    const ptrdiff_t step = PW * C;
+    for (ptrdiff_t j = 0; j < PW; j++)
+        for (ptrdiff_t c = 0; c < C; c += LANES) {
+            const REAL *corner = image + ((2 * i) * WP + 2 * j) * C + c;
+            VEC t[4][4];
+            for (int b = 0; b < 4; b++) { /* rows: B^T d */
+                const VEC d0 = NAME(cycnn_load)(corner + b * C), d1 = NAME(cycnn_load)(corner + (WP + b) * C);
+                const VEC d2 = NAME(cycnn_load)(corner + (2 * WP + b) * C);
+                const VEC d3 = NAME(cycnn_load)(corner + (3 * WP + b) * C);
+                t[0][b] = d0 - d2;
+                t[1][b] = d1 + d2;
+                t[2][b] = d2 - d1;
+                t[3][b] = d1 - d3;
+            }
+            REAL *out = V + j * C + c;
+            for (int a = 0; a < 4; a++) { /* columns: (B^T d) B */
+                NAME(cycnn_store)(out + (4 * a + 0) * step, t[a][0] - t[a][2]);
+                NAME(cycnn_store)(out + (4 * a + 1) * step, t[a][1] + t[a][2]);
+                NAME(cycnn_store)(out + (4 * a + 2) * step, t[a][2] - t[a][1]);
+                NAME(cycnn_store)(out + (4 * a + 3) * step, t[a][1] - t[a][3]);
+            }
+        }
+}
+
 /* M[xi] (rows x F) = V[xi] (rows x C) @ U[xi] (C x F) for the 16 points xi, in the dense kernel's register tiles
    (dense.h: 6 rows x one panel of 4 vectors). F is a multiple of LANES. */
 static void NAME(tile_products)(const REAL *restrict V, const REAL *restrict U, ptrdiff_t rows, ptrdiff_t C,
@@ -41,27 +69,36 @@ static void NAME(tile_products)(const REAL *restrict V, const REAL *restrict U, 
                                        f1 - n0 < panel ? f1 : n0 + panel, C, F);
 }
 
-/* The 2x2 convolution outputs A^T m A of every tile in the row, then max and argmax over them (the pooling
-   window), bias and ReLU, written to y / argmax (F x PH x PW, this image) for the channels [f0, f1); argmax may be
-   NULL (inference needs no winners). */
+/* The four convolution outputs A^T m A of tile j's window, channels [f, f + LANES), in window order (0,0), (0,1),
+   (1,0), (1,1). */
+static inline void NAME(output_tile)(const REAL *restrict M, ptrdiff_t j, ptrdiff_t PW, ptrdiff_t F, ptrdiff_t f,
+                                     VEC o[4]) {
+    const ptrdiff_t step = PW * F;
+    const REAL *m = M + j * F + f;
+    VEC s[4][2];
+    for (int a = 0; a < 4; a++) { /* columns: m A */
+        VEC m0 = NAME(cycnn_load)(m + (4 * a + 0) * step), m1 = NAME(cycnn_load)(m + (4 * a + 1) * step);
+        VEC m2 = NAME(cycnn_load)(m + (4 * a + 2) * step), m3 = NAME(cycnn_load)(m + (4 * a + 3) * step);
+        s[a][0] = m0 + m1 + m2;
+        s[a][1] = m1 - m2 - m3;
+    }
+    for (int b = 0; b < 2; b++) { /* rows: A^T (m A) */
+        o[b] = s[0][b] + s[1][b] + s[2][b];
+        o[2 + b] = s[1][b] - s[2][b] - s[3][b];
+    }
+}
+
+/* The 2x2 convolution outputs of every tile in the row, then max and argmax over them (the pooling window), bias
+   and ReLU, written to y / argmax (F x PH x PW, this image) for the channels [f0, f1); argmax may be NULL
+   (inference needs no winners). */
 static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias, ptrdiff_t i, ptrdiff_t PW,
                               ptrdiff_t F, ptrdiff_t f0, ptrdiff_t f1, ptrdiff_t OW, ptrdiff_t PH, REAL *restrict y,
                               int *restrict argmax) {
-    const ptrdiff_t step = PW * F, plane = PH * PW;
+    const ptrdiff_t plane = PH * PW;
     for (ptrdiff_t j = 0; j < PW; j++) {
         for (ptrdiff_t f = f0; f < f1; f += LANES) {
-            const REAL *m = M + j * F + f;
-            VEC s[4][2], o[4];
-            for (int a = 0; a < 4; a++) { /* columns: m A */
-                VEC m0 = NAME(cycnn_load)(m + (4 * a + 0) * step), m1 = NAME(cycnn_load)(m + (4 * a + 1) * step);
-                VEC m2 = NAME(cycnn_load)(m + (4 * a + 2) * step), m3 = NAME(cycnn_load)(m + (4 * a + 3) * step);
-                s[a][0] = m0 + m1 + m2;
-                s[a][1] = m1 - m2 - m3;
-            }
-            for (int b = 0; b < 2; b++) { /* rows: A^T (m A); o in window order (0,0), (0,1), (1,0), (1,1) */
-                o[b] = s[0][b] + s[1][b] + s[2][b];
-                o[2 + b] = s[1][b] - s[2][b] - s[3][b];
-            }
+            VEC o[4];
+            NAME(output_tile)(M, j, PW, F, f, o);
             REAL out[4][LANES];
             for (int w = 0; w < 4; w++) NAME(cycnn_store)(out[w], o[w]);
             for (int q = 0; q < LANES; q++) {
@@ -76,6 +113,21 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
             }
         }
     }
+}
+
+/* output_pool's numbers without the winners, written channels-last (pooled pixel (i, j) at y + (i * PW + j) * F):
+   whole vectors of channels, compare-and-select in the same order as output_pool's comparisons. */
+static void NAME(output_pool_hwc)(const REAL *restrict M, const REAL *restrict bias, ptrdiff_t i, ptrdiff_t PW,
+                                  ptrdiff_t F, ptrdiff_t f0, ptrdiff_t f1, REAL *restrict y) {
+    for (ptrdiff_t j = 0; j < PW; j++)
+        for (ptrdiff_t f = f0; f < f1; f += LANES) {
+            VEC o[4];
+            NAME(output_tile)(M, j, PW, F, f, o);
+            VEC best = o[0];
+            for (int w = 1; w < 4; w++) best = NAME(cycnn_select)(o[w] > best, o[w], best);
+            const VEC v = best + NAME(cycnn_load)(bias + f);
+            NAME(cycnn_store)(y + (i * PW + j) * F + f, NAME(cycnn_select)(v > 0, v, (VEC){0}));
+        }
 }
 
 /* U[4a+b][c][f] = (G g G^T)[a][b] for each 3x3 slice g = W[f][c] (W is F x C x 3 x 3). One input channel at a
@@ -104,21 +156,13 @@ static void NAME(cycnn_winograd_kernel)(const REAL *restrict W, ptrdiff_t F, ptr
     }
 }
 
-/* Tile row i of one image for the output channels [f0, f1) (whole vectors): see winograd.h. V and M are scratch
-   of 16*PW*C and 16*PW*F REALs; argmax may be NULL. */
-static void NAME(cycnn_winograd_tile_row_range)(const REAL *image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
-                                                const REAL *U, const REAL *bias, ptrdiff_t F, ptrdiff_t f0,
-                                                ptrdiff_t f1, ptrdiff_t OW, ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t i,
-                                                REAL *V, REAL *M, REAL *y, int *argmax) {
-    NAME(input_transform)(image, C, HP, WP, i, PW, V);
-    NAME(tile_products)(V, U, PW, C, F, f0, f1, M);
-    NAME(output_pool)(M, bias, i, PW, F, f0, f1, OW, PH, y, argmax);
-}
-
-/* Tile row i of one image, every output channel. */
+/* Tile row i of one image, every output channel (see winograd.h). V and M are scratch of 16*PW*C and 16*PW*F
+   REALs; argmax may be NULL. */
 static void NAME(cycnn_winograd_tile_row)(const REAL *image, ptrdiff_t C, ptrdiff_t HP, ptrdiff_t WP,
                                           const REAL *U, const REAL *bias, ptrdiff_t F, ptrdiff_t OW,
                                           ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t i, REAL *V, REAL *M, REAL *y,
                                           int *argmax) {
-    NAME(cycnn_winograd_tile_row_range)(image, C, HP, WP, U, bias, F, 0, F, OW, PH, PW, i, V, M, y, argmax);
+    NAME(input_transform)(image, C, HP, WP, i, PW, V);
+    NAME(tile_products)(V, U, PW, C, F, 0, F, M);
+    NAME(output_pool)(M, bias, i, PW, F, 0, F, OW, PH, y, argmax);
 }

@@ -29,9 +29,10 @@ from cycnn.nn.losses import softmax
 
 # Larger inputs run through the plan this many images per call (a signal is handled between two calls).
 CHUNK = 1024
-# A single image is answered the other way (threads sharing it, or one thread) for EXPLORE_CALLS calls in a row
-# once in every EXPLORE_EVERY calls; the first of them, which wakes the other threads or lets them fall asleep, is
-# not timed.
+# Once in every EXPLORE_EVERY calls, a single image is answered EXPLORE_CALLS times the other way (threads sharing
+# it, or one thread), then EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which
+# wakes the other threads or lets them fall asleep, is not) and the faster way is chosen. The other calls are not
+# timed.
 EXPLORE_EVERY = 64
 EXPLORE_CALLS = 4
 ALIGN = _plan.ALIGN_BYTES
@@ -115,7 +116,21 @@ def compile_ops(model, dtype):
         at = op["out"]
     if at < 0:
         return None
+    _channels_last_links(ops, WINOGRAD_CHANNEL_MULTIPLE[dtype])
     return ops, derived, slot.size, scratch_size, at
+
+
+def _channels_last_links(ops, lanes):
+    """A pooled convolution whose map goes only into a Winograd convolution hands it over channels-last (whole
+    vectors of channels): its pooling then stores vectors, and Winograd transforms a vector of channels at a time
+    (src_ext/plan.h)."""
+    readers = {}
+    for op in ops:
+        readers[op["in"]] = readers.get(op["in"], 0) + 1
+    for producer, consumer in zip(ops, ops[1:]):
+        if (consumer["kind"] == "conv_winograd" and consumer["in"] == producer["out"]
+                and readers[producer["out"]] == 1 and producer.get("pool") and producer["F"] % lanes == 0):
+            producer["hwc_out"] = consumer["hwc_in"] = True
 
 
 def _simple_op(layer, shape, at, slot, derived):
@@ -155,10 +170,6 @@ def _arrays(model):
     return [(layer, name, array) for layer in model.layers for name, array in layer.params.items()]
 
 
-def _same_arrays(arrays):
-    return all(layer.params.get(name) is array for layer, name, array in arrays)
-
-
 class InferencePlan:
     """``model``'s forward pass on ``threads`` threads, compiled once, for any number of images."""
 
@@ -182,17 +193,20 @@ class InferencePlan:
         self.split, self.calls = threads > 1, 0
 
     def _single(self, x, probs):
+        if self.threads == 1:
+            return self.kernel.run(x, probs, None, False)
         self.calls += 1
         phase = self.calls % EXPLORE_EVERY
-        exploring = self.threads > 1 and phase < EXPLORE_CALLS
-        split = self.split != exploring
+        if phase >= 2 * EXPLORE_CALLS:
+            return self.kernel.run(x, probs, None, self.split)
+        split = self.split != (phase < EXPLORE_CALLS)
         start = time.perf_counter()
         finite = self.kernel.run(x, probs, None, split)
         spent = time.perf_counter() - start
-        if not exploring or phase > 0:
+        if phase % EXPLORE_CALLS:
             previous = self.seconds[split]
             self.seconds[split] = spent if previous == 0 else 0.8 * previous + 0.2 * spent
-        if phase == EXPLORE_CALLS - 1 and self.seconds[not split] > 0:
+        if phase == 2 * EXPLORE_CALLS - 1:
             self.split = self.seconds[True] <= self.seconds[False]
         return finite
 
@@ -224,10 +238,12 @@ def plan_for(model, threads=None):
     """The model's plan for ``threads`` threads (default: the kernels' thread count), compiled on first use and
     again when the layers' arrays were replaced; None when the plan does not run this model."""
     threads = threads or _parallel.get_num_threads()
-    with _lock:
-        plans = _plans.setdefault(model, {})
+    plans = _plans.get(model)
+    if plans is None:
+        with _lock:
+            plans = _plans.setdefault(model, {})
     arrays, plan = plans.get(threads, (None, None))
-    if arrays is None or not _same_arrays(arrays):
+    if arrays is None or not _plan.holds(arrays):
         arrays = _arrays(model)
         try:
             plan = InferencePlan(model, threads)

@@ -33,6 +33,14 @@ def networks(dtype):
             Conv2D(16, 32, 3, padding=1, activation="relu", seed=13, **d), MaxPool2D(2, **d),
             Conv2D(32, 16, 3, padding=1, activation="relu", seed=14, **d), MaxPool2D(2, **d), Flatten(**d),
             Dense(16 * 2 * 2, 4, seed=15, **d)], input_shape=(3, 9, 9))),
+        ("channels-last-links", Sequential([  # an overlapping pool hands Winograd its map channels-last
+            Conv2D(2, 16, 3, activation="relu", seed=21, **d), MaxPool2D(3, stride=2, **d),
+            Conv2D(16, 16, 3, activation="relu", seed=22, **d), MaxPool2D(2, **d), Flatten(**d),
+            Dense(16 * 2 * 2, 3, seed=23, **d)], input_shape=(2, 17, 15))),
+        ("24-channels-into-winograd", Sequential([  # channels-last in float64 only (24 is not whole float32 vectors)
+            Conv2D(2, 24, 3, activation="relu", seed=24, **d), MaxPool2D(2, **d),
+            Conv2D(24, 16, 3, activation="relu", seed=25, **d), MaxPool2D(2, **d), Flatten(**d),
+            Dense(16 * 2 * 1, 3, seed=26, **d)], input_shape=(2, 14, 12))),
         ("dense-only", Sequential([Flatten(**d), Dense(30, 17, activation="relu", seed=16, **d), Dropout(0.5, **d),
                                    Dense(17, 33, seed=17, **d)], input_shape=(2, 3, 5))),
         ("many-taps", Sequential([  # 1,080 taps: im2col + GEMM, pooled; then an unpooled direct convolution, no ReLU
@@ -81,6 +89,22 @@ def test_each_convolution_takes_the_kernel_training_uses():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooled_maps_go_into_winograd_channels_last_in_whole_vectors(dtype):
+    def links(name):
+        ops = plan.compile_ops(dict(networks(dtype))[name], np.dtype(dtype))[0]
+        return [(op["kind"], op.get("hwc_out", False), op.get("hwc_in", False)) for op in ops]
+    assert links("reference") == [("conv_direct", True, False), ("conv_winograd", False, True),
+                                  ("dense", False, False), ("dense", False, False)]
+    # An unpooled 1x1 convolution's map stays NCHW; Winograd hands Winograd its map channels-last, padded.
+    assert links("winograd-padded")[:3] == [("conv_direct", False, False), ("conv_winograd", True, False),
+                                            ("conv_winograd", False, True)]
+    assert links("channels-last-links")[:2] == [("conv_direct", True, False), ("conv_winograd", False, True)]
+    linked = dtype == np.float64
+    assert links("24-channels-into-winograd")[:2] == [("conv_direct", linked, False),
+                                                      ("conv_winograd", False, linked)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
 def test_a_batch_answers_with_the_layers_bits(index, dtype):
     """A batch's probabilities are numpy's softmax of logits summed in the same order as the layers sum them (the
@@ -88,6 +112,22 @@ def test_a_batch_answers_with_the_layers_bits(index, dtype):
     model = networks(dtype)[index][1]
     x = np.random.default_rng(1).random((3, *model.input_shape)).astype(dtype)
     np.testing.assert_array_equal(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_thread_count_gives_the_same_bits(dtype):
+    """Threads sharing an image, or taking blocks of images, on 1 and 3 threads (more than the CI machine's cores:
+    odd parts)."""
+    for index, (name, model) in enumerate(networks(dtype)):
+        x = np.random.default_rng(index).standard_normal((5, *model.input_shape)).astype(dtype).reshape(5, -1)
+        answers = []
+        for threads in (1, 3):
+            kernel = plan.plan_for(model, threads).kernel
+            shared, blocks = (np.empty((n, model.num_classes), dtype=dtype) for n in (2, 5))
+            assert kernel.run(x[:2], None, shared, True) and kernel.run(x, None, blocks, False, 2)
+            answers.append((shared, blocks))
+        for one, three in zip(*answers):
+            np.testing.assert_array_equal(one, three, err_msg=name)
 
 
 def test_weights_changed_in_place_or_replaced_are_seen():
@@ -151,5 +191,9 @@ def test_the_plan_refuses_operations_that_do_not_fit():
         _plan.Plan([conv], [], np.float32, 25, 64, 1000, 0, 2, 1)
     with pytest.raises(ValueError, match="scratch"):
         _plan.Plan([dict(conv, OH=3)], [], np.float32, 25, 64, 100, 0, 2, 1)
+    with pytest.raises(ValueError, match="channels-last output"):
+        _plan.Plan([dict(op, hwc_out=True)], [], np.float32, 4, 16, 0, 0, 3, 1)
+    with pytest.raises(ValueError, match="channels-last input"):
+        _plan.Plan([dict(conv, hwc_in=True)], [], np.float32, 25, 64, 1000, 0, 2, 1)
     with pytest.raises(ValueError, match="images of 4 numbers"):
         _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1).run(np.zeros((1, 5), np.float32), None)
