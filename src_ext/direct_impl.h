@@ -62,8 +62,9 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
             for (ptrdiff_t kj = 0; kj < KW; kj++) offsets[T++] = (c * HP + ki) * WP + kj;
     const ptrdiff_t whole = F / LANES * LANES;
     REAL tail_wt[CYCNN_DIRECT_MAX_TAPS * LANES];
-    for (ptrdiff_t t = 0; t < T; t++)
-        for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * ldw + whole + f] : 0;
+    if (whole < F)
+        for (ptrdiff_t t = 0; t < T; t++)
+            for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * ldw + whole + f] : 0;
     /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector units
        busy: eight pixels share each weight vector instead. */
     const int narrow = (F + LANES - 1) / LANES <= 2;

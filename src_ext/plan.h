@@ -36,6 +36,8 @@
 #include "winograd.h"
 #include "omp_shim.h"
 
+/* About this many bytes of a convolution's GEMM rows at a time (plan_conv): they stay in L1 until pooled. */
+#define PLAN_CHUNK_BYTES 16384
 /* Images per block in image mode: the dense layers' products take this many rows at once. */
 #define CYCNN_PLAN_BLOCK 16
 

@@ -47,48 +47,62 @@ static void NAME(plan_gemm)(const REAL *cols, ptrdiff_t P, ptrdiff_t T, const RE
                                    Fp - n0 < panel ? Fp : n0 + panel, T, Fp);
 }
 
+/* The max over the pooling window (ph x pw) whose first GEMM row is `at` (convolution rows OW GEMM rows apart, each
+   Fp numbers long), a vector of channels; the window in row order, ties to the first maximum. */
+static inline VEC NAME(window_max)(const REAL *at, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t OW, ptrdiff_t Fp) {
+    VEC best = NAME(cycnn_load)(at);
+    for (ptrdiff_t a = 0; a < ph; a++)
+        for (ptrdiff_t b = a == 0; b < pw; b++) {
+            const VEC v = NAME(cycnn_load)(at + (a * OW + b) * Fp);
+            best = NAME(cycnn_select)(v > best, v, best);
+        }
+    return best;
+}
+
+/* plan_pool_rows for a window of ph x pw (constants at the call sites, so that the common 2x2 window unrolls). */
+static inline __attribute__((always_inline)) void NAME(pool_rows_window)(const cycnn_plan_op *op,
+                                                                         const REAL *restrict rows, ptrdiff_t r0,
+                                                                         ptrdiff_t i0, ptrdiff_t i1,
+                                                                         REAL *restrict out, const ptrdiff_t ph,
+                                                                         const ptrdiff_t pw) {
+    const ptrdiff_t F = op->F, Fp = op->Fp, OW = op->OW, PW = op->PW, plane = op->PH * op->PW;
+    const ptrdiff_t sh = op->sh, sw = op->sw;
+    const int relu = op->relu, hwc = op->hwc_out;
+    const REAL *bias = (const REAL *)op->bias;
+    for (ptrdiff_t i = i0; i < i1; i++)
+        for (ptrdiff_t j = 0; j < PW; j++) {
+            const REAL *corner = rows + ((i * sh - r0) * OW + j * sw) * Fp;
+            if (hwc) { /* channels-last, F whole vectors: each vector goes out as it is */
+                REAL *dst = out + (i * PW + j) * F;
+                for (ptrdiff_t f0 = 0; f0 < F; f0 += LANES) {
+                    VEC v = NAME(window_max)(corner + f0, ph, pw, OW, Fp) + NAME(cycnn_load)(bias + f0);
+                    if (relu) v = NAME(cycnn_select)(v > 0, v, (VEC){0});
+                    NAME(cycnn_store)(dst + f0, v);
+                }
+                continue;
+            }
+            for (ptrdiff_t f0 = 0; f0 < F; f0 += LANES) {
+                REAL lanes[LANES];
+                NAME(cycnn_store)(lanes, NAME(window_max)(corner + f0, ph, pw, OW, Fp));
+                const ptrdiff_t count = F - f0 < LANES ? F - f0 : LANES;
+                for (ptrdiff_t q = 0; q < count; q++) {
+                    REAL v = lanes[q] + bias[f0 + q];
+                    if (relu) v = v > 0 ? v : 0;
+                    out[(f0 + q) * plane + i * PW + j] = v;
+                }
+            }
+        }
+}
+
 /* The pooled outputs of rows [i0, i1): max over each window of the GEMM rows (whose first row is the convolution
    row r0), then the bias and the ReLU, written NCHW (or channels-last: op->hwc_out). A vector of channels at a
    time, compare-and-select. */
 static void NAME(plan_pool_rows)(const cycnn_plan_op *op, const REAL *restrict rows, ptrdiff_t r0, ptrdiff_t i0,
                                  ptrdiff_t i1, REAL *restrict out) {
-    const ptrdiff_t F = op->F, Fp = op->Fp, OW = op->OW, PW = op->PW, plane = op->PH * op->PW;
-    const REAL *bias = (const REAL *)op->bias;
-    for (ptrdiff_t i = i0; i < i1; i++)
-        for (ptrdiff_t j = 0; j < PW; j++) {
-            const ptrdiff_t corner = (i * op->sh - r0) * OW + j * op->sw;
-            for (ptrdiff_t f0 = 0; f0 < F; f0 += LANES) {
-                const REAL *at = rows + corner * Fp + f0;
-                VEC best = NAME(cycnn_load)(at);
-                if (op->ph == 2 && op->pw == 2) { /* the common window, unrolled */
-                    const VEC v1 = NAME(cycnn_load)(at + Fp), v2 = NAME(cycnn_load)(at + OW * Fp);
-                    const VEC v3 = NAME(cycnn_load)(at + (OW + 1) * Fp);
-                    best = NAME(cycnn_select)(v1 > best, v1, best);
-                    best = NAME(cycnn_select)(v2 > best, v2, best);
-                    best = NAME(cycnn_select)(v3 > best, v3, best);
-                } else {
-                    for (ptrdiff_t a = 0; a < op->ph; a++)
-                        for (ptrdiff_t b = 0; b < op->pw; b++) {
-                            const VEC v = NAME(cycnn_load)(at + (a * OW + b) * Fp);
-                            best = NAME(cycnn_select)(v > best, v, best);
-                        }
-                }
-                if (op->hwc_out) { /* channels-last, F whole vectors: the vector goes out as it is */
-                    VEC v = best + NAME(cycnn_load)(bias + f0);
-                    if (op->relu) v = NAME(cycnn_select)(v > 0, v, (VEC){0});
-                    NAME(cycnn_store)(out + (i * PW + j) * F + f0, v);
-                    continue;
-                }
-                REAL lanes[LANES];
-                NAME(cycnn_store)(lanes, best);
-                const ptrdiff_t count = F - f0 < LANES ? F - f0 : LANES;
-                for (ptrdiff_t q = 0; q < count; q++) {
-                    REAL v = lanes[q] + bias[f0 + q];
-                    if (op->relu) v = v > 0 ? v : 0;
-                    out[(f0 + q) * plane + i * PW + j] = v;
-                }
-            }
-        }
+    if (op->ph == 2 && op->pw == 2)
+        NAME(pool_rows_window)(op, rows, r0, i0, i1, out, 2, 2);
+    else
+        NAME(pool_rows_window)(op, rows, r0, i0, i1, out, op->ph, op->pw);
 }
 
 /* band (C x BH x WP) = the zero-padded input rows [first, first + BH) of one image (padded coordinates): the
@@ -123,28 +137,17 @@ static void NAME(plan_pad_hwc)(const cycnn_plan_op *op, const REAL *restrict in,
     memset(padded + (H + pad) * WP * C, 0, pad * WP * C * sizeof(REAL));
 }
 
-/* A convolution (+ bias, ReLU, max-pool) by the direct kernel or by im2col + GEMM, for the thread's rows of one
-   image. */
-static void NAME(plan_conv)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid, int team) {
-    ptrdiff_t r0, r1, i0 = 0, i1 = 0;
-    if (op->pool) {
-        NAME(plan_share)(op->PH, tid, team, &i0, &i1);
-        r0 = i0 * op->sh;
-        r1 = (i1 - 1) * op->sh + op->ph;
-    } else {
-        NAME(plan_share)(op->OH, tid, team, &r0, &r1);
-        i0 = r0;
-        i1 = r1;
-    }
-    if (i0 >= i1) return;
+/* Convolution rows [r0, r1) (with their pooled rows [i0, i1)) of the thread's band, whose first row is band_r0:
+   the direct kernel or im2col + GEMM into `rows`, then the bias, the ReLU and the pooling on the way out. */
+static void NAME(plan_conv_rows)(const cycnn_plan_op *op, const REAL *in, const REAL *band, ptrdiff_t band_r0,
+                                 ptrdiff_t BH, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t i0, ptrdiff_t i1, REAL *out,
+                                 REAL *scratch) {
     const ptrdiff_t P = (r1 - r0) * op->OW, T = op->C * op->KH * op->KW, F = op->F, Fp = op->Fp;
     REAL *rows = scratch + op->rows;
     if (op->kind == PLAN_CONV_DIRECT) {
-        const ptrdiff_t BH = (r1 - r0 - 1) * op->stride + op->KH, WP = op->W + 2 * op->pad;
-        REAL *band = scratch + op->padded;
-        NAME(plan_pad_band)(op, in, r0 * op->stride, BH, band);
-        NAME(cycnn_direct_conv)(band, op->C, BH, WP, op->KH, op->KW, op->stride, r1 - r0, op->OW,
-                                (const REAL *)op->weight, Fp, F, rows, Fp);
+        const ptrdiff_t WP = op->W + 2 * op->pad;
+        NAME(cycnn_direct_conv)(band + (r0 - band_r0) * op->stride * WP, op->C, BH, WP, op->KH, op->KW, op->stride,
+                                r1 - r0, op->OW, (const REAL *)op->weight, Fp, F, rows, Fp);
     } else {
         REAL *cols = scratch + op->cols;
         NAME(plan_im2col)(op, in, r0, r1, cols);
@@ -164,6 +167,37 @@ static void NAME(plan_conv)(const cycnn_plan_op *op, const REAL *in, REAL *out, 
             if (op->relu && v < 0) v = 0;
             dst[p] = v;
         }
+    }
+}
+
+/* A convolution (+ bias, ReLU, max-pool) by the direct kernel or by im2col + GEMM, for the thread's rows of one
+   image, a few rows at a time: each chunk's GEMM rows (about PLAN_CHUNK_BYTES) are still in L1 when the pooling or
+   the NCHW copy reads them back. Pooling windows that overlap vertically take the band in one piece (a chunk would
+   compute the shared rows twice). */
+static void NAME(plan_conv)(const cycnn_plan_op *op, const REAL *in, REAL *out, REAL *scratch, int tid, int team) {
+    ptrdiff_t r0, r1, i0 = 0, i1 = 0;
+    if (op->pool) {
+        NAME(plan_share)(op->PH, tid, team, &i0, &i1);
+        r0 = i0 * op->sh;
+        r1 = (i1 - 1) * op->sh + op->ph;
+    } else {
+        NAME(plan_share)(op->OH, tid, team, &r0, &r1);
+        i0 = r0;
+        i1 = r1;
+    }
+    if (i0 >= i1) return;
+    const ptrdiff_t BH = (r1 - r0 - 1) * op->stride + op->KH;
+    REAL *band = scratch + op->padded;
+    if (op->kind == PLAN_CONV_DIRECT) NAME(plan_pad_band)(op, in, r0 * op->stride, BH, band);
+    /* Output rows (pooled rows when pooling) per chunk, each of `height` convolution rows. */
+    const ptrdiff_t height = op->pool ? op->ph : 1, step = op->pool ? op->sh : 1;
+    const ptrdiff_t row_bytes = op->OW * op->Fp * (ptrdiff_t)sizeof(REAL);
+    ptrdiff_t per_chunk = PLAN_CHUNK_BYTES / (height * row_bytes);
+    if (per_chunk < 1) per_chunk = 1;
+    if (height > step) per_chunk = i1 - i0;
+    for (ptrdiff_t c0 = i0; c0 < i1; c0 += per_chunk) {
+        const ptrdiff_t c1 = c0 + per_chunk < i1 ? c0 + per_chunk : i1;
+        NAME(plan_conv_rows)(op, in, band, r0, BH, c0 * step, (c1 - 1) * step + height, c0, c1, out, scratch);
     }
 }
 

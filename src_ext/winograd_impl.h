@@ -88,6 +88,14 @@ static inline void NAME(output_tile)(const REAL *restrict M, ptrdiff_t j, ptrdif
     }
 }
 
+/* max(o[0..3]) (compare-and-select in window order, as output_pool's comparisons) + bias, then the ReLU. */
+static inline VEC NAME(pooled_relu)(const VEC o[4], const REAL *bias) {
+    VEC best = o[0];
+    for (int w = 1; w < 4; w++) best = NAME(cycnn_select)(o[w] > best, o[w], best);
+    const VEC v = best + NAME(cycnn_load)(bias);
+    return NAME(cycnn_select)(v > 0, v, (VEC){0});
+}
+
 /* The 2x2 convolution outputs of every tile in the row, then max and argmax over them (the pooling window), bias
    and ReLU, written to y / argmax (F x PH x PW, this image) for the channels [f0, f1); argmax may be NULL
    (inference needs no winners). */
@@ -99,6 +107,12 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
         for (ptrdiff_t f = f0; f < f1; f += LANES) {
             VEC o[4];
             NAME(output_tile)(M, j, PW, F, f, o);
+            if (!argmax) { /* the values alone, a vector at a time, then one store per lane */
+                REAL lanes[LANES];
+                NAME(cycnn_store)(lanes, NAME(pooled_relu)(o, bias + f));
+                for (int q = 0; q < LANES; q++) y[(f + q) * plane + i * PW + j] = lanes[q];
+                continue;
+            }
             REAL out[4][LANES];
             for (int w = 0; w < 4; w++) NAME(cycnn_store)(out[w], o[w]);
             for (int q = 0; q < LANES; q++) {
@@ -115,18 +129,14 @@ static void NAME(output_pool)(const REAL *restrict M, const REAL *restrict bias,
     }
 }
 
-/* output_pool's numbers without the winners, written channels-last (pooled pixel (i, j) at y + (i * PW + j) * F):
-   whole vectors of channels, compare-and-select in the same order as output_pool's comparisons. */
+/* output_pool's numbers without the winners, written channels-last (pooled pixel (i, j) at y + (i * PW + j) * F). */
 static void NAME(output_pool_hwc)(const REAL *restrict M, const REAL *restrict bias, ptrdiff_t i, ptrdiff_t PW,
                                   ptrdiff_t F, ptrdiff_t f0, ptrdiff_t f1, REAL *restrict y) {
     for (ptrdiff_t j = 0; j < PW; j++)
         for (ptrdiff_t f = f0; f < f1; f += LANES) {
             VEC o[4];
             NAME(output_tile)(M, j, PW, F, f, o);
-            VEC best = o[0];
-            for (int w = 1; w < 4; w++) best = NAME(cycnn_select)(o[w] > best, o[w], best);
-            const VEC v = best + NAME(cycnn_load)(bias + f);
-            NAME(cycnn_store)(y + (i * PW + j) * F + f, NAME(cycnn_select)(v > 0, v, (VEC){0}));
+            NAME(cycnn_store)(y + (i * PW + j) * F + f, NAME(pooled_relu)(o, bias + f));
         }
 }
 
