@@ -15,8 +15,9 @@
    number is computed by the same sequence of operations whichever thread computes it and however many there are:
    the results do not depend on the thread count.
 
-   - Convolution by the direct kernel (PLAN_CONV_DIRECT, direct.h: the stride-1 layers where training uses it;
-     with a stride, im2col's gathered copies measured faster per image) or by im2col + GEMM (PLAN_CONV_GEMM): the
+   - Convolution by the direct kernel (PLAN_CONV_DIRECT, direct.h: the stride-1 layers where training uses it, and
+     strided ones with few taps; with a stride and many taps, im2col's gathered copies measured faster per image)
+     or by im2col + GEMM (PLAN_CONV_GEMM): the
      thread's share is a range of output rows (of pooled rows, when a max-pool follows: overlapping windows
      compute their shared convolution rows twice). The direct kernel reads the band of
      input rows under them, copied with its zero padding into the thread's scratch; im2col copies the rows'

@@ -7,7 +7,8 @@ static inline void NAME(plan_share)(ptrdiff_t n, int tid, int team, ptrdiff_t *l
 }
 
 /* cols[t][p] (T x P, one row per tap (c, ki, kj)) = the input under tap t of output pixel p, for the output rows
-   [r0, r1) of one image (zero outside it). */
+   [r0, r1) of one image (zero outside it). Each tap column kj reads the input inside the image for the output
+   columns [lo, hi) only, found once: no bounds check per pixel. */
 static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, ptrdiff_t r0, ptrdiff_t r1,
                               REAL *restrict cols) {
     const ptrdiff_t H = op->H, W = op->W, S = op->stride, pad = op->pad, OW = op->OW;
@@ -16,6 +17,11 @@ static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, 
     for (ptrdiff_t c = 0; c < op->C; c++)
         for (ptrdiff_t ki = 0; ki < op->KH; ki++)
             for (ptrdiff_t kj = 0; kj < op->KW; kj++) {
+                /* ow * S + kj - pad in [0, W) for ow in [lo, hi) */
+                ptrdiff_t lo = kj >= pad ? 0 : (pad - kj + S - 1) / S;
+                ptrdiff_t hi = W - 1 + pad - kj < 0 ? 0 : (W - 1 + pad - kj) / S + 1;
+                if (hi > OW) hi = OW;
+                if (lo > hi) lo = hi;
                 REAL *row = dst;
                 for (ptrdiff_t oh = r0; oh < r1; oh++, row += OW) {
                     const ptrdiff_t h = oh * S + ki - pad;
@@ -24,14 +30,13 @@ static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, 
                         continue;
                     }
                     const REAL *src = in + (c * H + h) * W + kj - pad;
-                    if (S == 1 && kj - pad >= 0 && kj - pad + OW <= W) {
-                        memcpy(row, src, OW * sizeof(REAL));
-                        continue;
-                    }
-                    for (ptrdiff_t ow = 0; ow < OW; ow++) {
-                        const ptrdiff_t w = ow * S + kj - pad;
-                        row[ow] = (w >= 0 && w < W) ? in[(c * H + h) * W + w] : 0;
-                    }
+                    ptrdiff_t ow = 0;
+                    for (; ow < lo; ow++) row[ow] = 0;
+                    if (S == 1)
+                        for (; ow < hi; ow++) row[ow] = src[ow];
+                    else
+                        for (; ow < hi; ow++) row[ow] = src[ow * S];
+                    for (; ow < OW; ow++) row[ow] = 0;
                 }
                 dst += P;
             }
