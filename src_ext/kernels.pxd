@@ -90,7 +90,6 @@ cdef extern from "dense.h":
                                  Py_ssize_t N) nogil
 
 cdef extern from "plan.h":
-    const Py_ssize_t CYCNN_PLAN_BLOCK
     enum:
         PLAN_CONV_GEMM
         PLAN_CONV_WINOGRAD
@@ -109,11 +108,13 @@ cdef extern from "plan.h":
     int cycnn_plan_run_float(const cycnn_plan_op* ops, int nops, const float* x, Py_ssize_t N,
                              Py_ssize_t image_size, float* slots, Py_ssize_t slot_size, float* scratch,
                              Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
-                             float* logits, int threads, int split, Py_ssize_t block) nogil
+                             float* logits, int threads, int split, Py_ssize_t block,
+                             Py_ssize_t capacity) nogil
     int cycnn_plan_run_double(const cycnn_plan_op* ops, int nops, const double* x, Py_ssize_t N,
                               Py_ssize_t image_size, double* slots, Py_ssize_t slot_size, double* scratch,
                               Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
-                              double* logits, int threads, int split, Py_ssize_t block) nogil
+                              double* logits, int threads, int split, Py_ssize_t block,
+                              Py_ssize_t capacity) nogil
 
 cdef extern from "adam.h":
     void cycnn_adam_float(float* param, const float* grad, float* m, float* v, Py_ssize_t n, float step, float b1,
@@ -215,13 +216,14 @@ cdef inline void cycnn_dense_tile(const floating* A, Py_ssize_t ra, Py_ssize_t k
 cdef inline int cycnn_plan_run(const cycnn_plan_op* ops, int nops, const floating* x, Py_ssize_t N,
                                Py_ssize_t image_size, floating* slots, Py_ssize_t slot_size, floating* scratch,
                                Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, double* probs,
-                               floating* logits, int threads, int split, Py_ssize_t block) noexcept nogil:
+                               floating* logits, int threads, int split, Py_ssize_t block,
+                               Py_ssize_t capacity) noexcept nogil:
     if floating is float:
         return cycnn_plan_run_float(ops, nops, x, N, image_size, slots, slot_size, scratch, scratch_size,
-                                    logits_at, classes, probs, logits, threads, split, block)
+                                    logits_at, classes, probs, logits, threads, split, block, capacity)
     else:
         return cycnn_plan_run_double(ops, nops, x, N, image_size, slots, slot_size, scratch, scratch_size,
-                                     logits_at, classes, probs, logits, threads, split, block)
+                                     logits_at, classes, probs, logits, threads, split, block, capacity)
 
 
 cdef inline void cycnn_adam(floating* param, const floating* grad, floating* m, floating* v, Py_ssize_t n,

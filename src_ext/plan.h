@@ -11,7 +11,7 @@
    Threads share the work of one image (split mode: each operation is cut into fixed parts, one per thread, and the
    threads meet at a barrier between operations) or take blocks of whole images each (image mode, for batches:
    the convolutions run image by image, the dense layers on the whole block, so that each weight loaded serves
-   CYCNN_PLAN_BLOCK images). Each output
+   every image of the block). Each output
    number is computed by the same sequence of operations whichever thread computes it and however many there are:
    the results do not depend on the thread count.
 
@@ -39,8 +39,6 @@
 
 /* About this many bytes of a convolution's GEMM rows at a time (plan_conv): they stay in L1 until pooled. */
 #define PLAN_CHUNK_BYTES 16384
-/* Images per block in image mode: the dense layers' products take this many rows at once. */
-#define CYCNN_PLAN_BLOCK 16
 
 enum { PLAN_CONV_GEMM = 1, PLAN_CONV_WINOGRAD = 2, PLAN_POOL = 3, PLAN_RELU = 4, PLAN_DENSE = 5,
        PLAN_CONV_DIRECT = 6 };

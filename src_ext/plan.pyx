@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PLAN_BLOCK, CYCNN_VECTOR_BYTES, DENSE_VECS, PLAN_CONV_DIRECT,
+from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_VECTOR_BYTES, DENSE_VECS, PLAN_CONV_DIRECT,
                       PLAN_CONV_GEMM, PLAN_CONV_WINOGRAD, PLAN_DENSE, PLAN_POOL, PLAN_RELU, cycnn_plan_op,
                       cycnn_plan_run, cycnn_winograd_kernel)
 
@@ -28,7 +28,6 @@ cdef enum:
     PAD_COLUMNS = 3
     PANELS = 4
 DERIVE_TRANSPOSE, DERIVE_WINOGRAD, DERIVE_PAD_COLUMNS, DERIVE_PANELS = TRANSPOSE, WINOGRAD, PAD_COLUMNS, PANELS
-BLOCK = CYCNN_PLAN_BLOCK  # images per block in image mode, at most
 
 
 cdef struct Derived:
@@ -107,6 +106,7 @@ cdef class Plan:
     cdef cycnn_plan_op* ops
     cdef Derived* derived
     cdef int nops, nderived, threads
+    cdef readonly Py_ssize_t block
     cdef readonly bint double
     cdef readonly Py_ssize_t image_size, slot_size, scratch_size, logits_at, classes
     cdef object slots, scratch, rows, keep
@@ -119,19 +119,22 @@ cdef class Plan:
         self.derived = NULL
 
     def __init__(self, ops, derived, dtype, Py_ssize_t image_size, Py_ssize_t slot_size,
-                 Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, int threads):
+                 Py_ssize_t scratch_size, Py_ssize_t logits_at, Py_ssize_t classes, int threads,
+                 Py_ssize_t block=16):
         """``ops``: dicts of cycnn_plan_op's fields, "weight"/"bias" as arrays; ``derived``: (kind, source,
-        snapshot, out) for each array a kernel reads in a layout of its own (out is what an op's "weight" is)."""
+        snapshot, out) for each array a kernel reads in a layout of its own (out is what an op's "weight" is);
+        ``block``: the most images a thread takes at once for a batch (each has a slot)."""
         import numpy as np
         self.double = np.dtype(dtype) == np.float64
         _require(np.dtype(dtype) in (np.float32, np.float64), "a plan computes in float32 or float64")
         _require(threads >= 1 and len(ops) >= 1, "a plan needs an operation and a thread")
+        _require(1 <= block <= 1024, "a block holds 1 to 1024 images")
         _require(image_size >= 1 and classes >= 1 and 0 <= logits_at and logits_at + classes <= slot_size,
                  "the logits lie outside the slot")
         self.image_size, self.slot_size, self.scratch_size = image_size, slot_size, scratch_size
-        self.logits_at, self.classes, self.threads = logits_at, classes, threads
-        # Image mode gives each thread a block of CYCNN_PLAN_BLOCK slots (split mode uses the first).
-        self.slots = np.zeros(threads * CYCNN_PLAN_BLOCK * slot_size, dtype=dtype)
+        self.logits_at, self.classes, self.threads, self.block = logits_at, classes, threads, block
+        # Image mode gives each thread a block of slots (split mode uses the first).
+        self.slots = np.zeros(threads * block * slot_size, dtype=dtype)
         self.scratch = np.zeros(threads * max(scratch_size, 1), dtype=dtype)
         self.keep = []
         self.nops = len(ops)
@@ -220,7 +223,8 @@ cdef class Plan:
     def run(self, x, probs, logits=None, bint split=True, Py_ssize_t block=0):
         """Probabilities (N, classes) float64 into ``probs`` (or None) and logits into ``logits`` (or None) for the
         images ``x`` (N, image_size); ``split``: the threads share each image (else they take blocks of ``block``
-        images, 0 or too many: BLOCK). Returns False, computing nothing, when an input is NaN or infinite."""
+        images, 0 or too many: the plan's block). Returns False, computing nothing, when an input is NaN or
+        infinite."""
         if self.double:
             return run_plan[double](self, x, probs, logits, split, block)
         return run_plan[float](self, x, probs, logits, split, block)
@@ -334,5 +338,6 @@ cdef object run_plan(Plan plan, floating[:, ::1] x, double[:, ::1] probs, floati
     with nogil:
         refresh(plan.derived, plan.nderived, rows, not split and N > 1)
         rc = cycnn_plan_run(plan.ops, plan.nops, &x[0, 0], N, plan.image_size, slots, plan.slot_size, scratch,
-                            plan.scratch_size, plan.logits_at, plan.classes, p, l, plan.threads, split, block)
+                            plan.scratch_size, plan.logits_at, plan.classes, p, l, plan.threads, split, block,
+                            plan.block)
     return rc == 0

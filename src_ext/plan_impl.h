@@ -389,16 +389,17 @@ static void NAME(plan_block)(const cycnn_plan_op *ops, int nops, const REAL *ima
    NULL, and each image's logits (N x classes) into logits when that is not NULL. Returns 1 without computing
    anything when an input is not finite. scratch holds one arena per thread.
    split: the threads share each image (in the slot at `slots`). Otherwise each thread takes blocks of `block`
-   images (at most CYCNN_PLAN_BLOCK), the next free block each time (a thread the system deschedules holds up only the block
-   it has), in its own CYCNN_PLAN_BLOCK slots. Which thread computes an image changes nothing in its numbers. */
+   images (at most `capacity`, its number of slots), the next free block each time (a thread the system
+   deschedules holds up only the block it has), in its own `capacity` slots. Which thread computes an image
+   changes nothing in its numbers. */
 static int NAME(cycnn_plan_run)(const cycnn_plan_op *ops, int nops, const REAL *x, ptrdiff_t N,
                                 ptrdiff_t image_size, REAL *slots, ptrdiff_t slot_size, REAL *scratch,
                                 ptrdiff_t scratch_size, ptrdiff_t logits_at, ptrdiff_t classes, double *probs,
-                                REAL *logits, int threads, int split, ptrdiff_t block) {
+                                REAL *logits, int threads, int split, ptrdiff_t block, ptrdiff_t capacity) {
     int bad = 0;
     for (ptrdiff_t k = 0; k < N * image_size; k++) bad |= !(x[k] - x[k] == 0);
     if (bad) return 1;
-    if (block < 1 || block > CYCNN_PLAN_BLOCK) block = CYCNN_PLAN_BLOCK;
+    if (block < 1 || block > capacity) block = capacity;
     ptrdiff_t next = 0; /* the next block of images no thread has taken */
     /* No more threads than blocks: a thread with nothing to do would still be waited for at the end. */
     const ptrdiff_t blocks = (N + block - 1) / block;
@@ -420,7 +421,7 @@ static int NAME(cycnn_plan_run)(const cycnn_plan_op *ops, int nops, const REAL *
                 }
             }
         } else {
-            REAL *mine = slots + (ptrdiff_t)tid * CYCNN_PLAN_BLOCK * slot_size;
+            REAL *mine = slots + (ptrdiff_t)tid * capacity * slot_size;
             for (;;) {
                 ptrdiff_t n0;
 #pragma omp atomic capture

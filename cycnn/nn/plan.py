@@ -29,6 +29,10 @@ from cycnn.nn.losses import softmax
 
 # Larger inputs run through the plan this many images per call (a signal is handled between two calls).
 CHUNK = 1024
+# Images per block for a batch: each dense layer's weights are read once per block. Weights larger than
+# STREAMED_BYTES come from L3 each time, so larger blocks pay for them, up to STREAMED_BLOCK images and as long as
+# the block's activations fit in SLOTS_BYTES (half the L2 cache: beyond it, blocks measured slower).
+BLOCK, STREAMED_BLOCK, STREAMED_BYTES, SLOTS_BYTES = 16, 64, 1 << 20, 1 << 20
 # Once in every EXPLORE_EVERY calls, a single image is answered EXPLORE_CALLS times the other way (threads sharing
 # it, or one thread), then EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which
 # wakes the other threads or lets them fall asleep, is not) and the faster way is chosen. The other calls are not
@@ -165,6 +169,13 @@ def _simple_op(layer, shape, at, slot, derived):
     return op, shape
 
 
+def _block(ops, slot_bytes):
+    """Images per block for a batch (see BLOCK)."""
+    if not any(op["kind"] == "dense" and op["weight"].nbytes > STREAMED_BYTES for op in ops):
+        return BLOCK
+    return max(BLOCK, min(STREAMED_BLOCK, SLOTS_BYTES // slot_bytes))
+
+
 def _arrays(model):
     """What a plan is compiled from: every layer, parameter name and array (the plan is valid while the layers
     hold these very objects)."""
@@ -183,7 +194,7 @@ class InferencePlan:
         self.threads, self.classes = threads, model.num_classes
         self.image_size = int(np.prod(model.input_shape))
         self.kernel = _plan.Plan(ops, derived, self.dtype, self.image_size, slot_size, scratch_size, logits_at,
-                                 self.classes, threads)
+                                 self.classes, threads, _block(ops, slot_size * self.dtype.itemsize))
         self.lock = threading.Lock()
         # One image: the threads share it (split) or one thread runs it alone. Sharing is faster for a large
         # network on an idle machine, but each barrier between operations costs microseconds and waits for the
@@ -227,7 +238,7 @@ class InferencePlan:
             if n == 1:
                 finite = self._single(x, probs)
             else:
-                finite = self.kernel.run(x, None, logits, False, min(_plan.BLOCK, -(-n // self.threads)))
+                finite = self.kernel.run(x, None, logits, False, min(self.kernel.block, -(-n // self.threads)))
         finally:
             self.lock.release()
         if not finite:

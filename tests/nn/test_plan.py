@@ -136,6 +136,17 @@ def test_any_thread_count_gives_the_same_bits(dtype):
             np.testing.assert_array_equal(one, three, err_msg=name)
 
 
+def test_dense_weights_beyond_the_l2_cache_get_larger_blocks():
+    """Weights over STREAMED_BYTES are read from L3 once per block: such a plan takes blocks of STREAMED_BLOCK
+    images, with the layers' bits."""
+    features = plan.STREAMED_BYTES // (4 * 16) + 16
+    model = Sequential([Flatten(), Dense(features, 16, seed=30)], input_shape=(1, 1, features))
+    assert plan.plan_for(model).kernel.block == plan.STREAMED_BLOCK > plan.BLOCK
+    assert plan.plan_for(networks(np.float32)[0][1]).kernel.block == plan.BLOCK
+    x = np.random.default_rng(4).random((plan.STREAMED_BLOCK * 2 + 3, 1, 1, features), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict_proba(x), softmax(layers_logits(model, x).astype(np.float64)))
+
+
 def test_weights_changed_in_place_or_replaced_are_seen():
     model = networks(np.float32)[0][1]
     x = np.random.default_rng(2).random((1, 1, 28, 28), dtype=np.float32)
@@ -201,5 +212,7 @@ def test_the_plan_refuses_operations_that_do_not_fit():
         _plan.Plan([dict(op, hwc_out=True)], [], np.float32, 4, 16, 0, 0, 3, 1)
     with pytest.raises(ValueError, match="channels-last input"):
         _plan.Plan([dict(conv, hwc_in=True)], [], np.float32, 25, 64, 1000, 0, 2, 1)
+    with pytest.raises(ValueError, match="block holds"):
+        _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1, 0)
     with pytest.raises(ValueError, match="images of 4 numbers"):
         _plan.Plan([op], [], np.float32, 4, 16, 0, 0, 3, 1).run(np.zeros((1, 5), np.float32), None)
