@@ -68,19 +68,23 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector units
        busy: eight pixels share each weight vector instead. */
     const int narrow = (F + LANES - 1) / LANES <= 2;
-    for (ptrdiff_t oh = 0; oh < OH; oh++) {
-        ptrdiff_t ow = 0;
-        if (narrow)
-            for (; ow + DIRECT_WIDE_ROWS <= OW; ow += DIRECT_WIDE_ROWS)
-                NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
-                                    conv + (oh * OW + ow) * ldc, ldc, DIRECT_WIDE_ROWS);
-        for (; ow + DIRECT_ROWS <= OW; ow += DIRECT_ROWS)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
-                                conv + (oh * OW + ow) * ldc, ldc, DIRECT_ROWS);
-        for (; ow < OW; ow++)
-            NAME(direct_pixels)(padded, oh * stride * WP + ow * stride, stride, offsets, T, wt, ldw, tail_wt, F,
-                                conv + (oh * OW + ow) * ldc, ldc, 1);
-    }
+    const ptrdiff_t block = narrow ? DIRECT_WIDE_ROWS : DIRECT_ROWS;
+    for (ptrdiff_t oh = 0; oh < OH; oh++)
+        for (ptrdiff_t ow = 0; ow < OW; ow += block) {
+            const ptrdiff_t base = oh * stride * WP + ow * stride;
+            REAL *out = conv + (oh * OW + ow) * ldc;
+            /* The row's last pixels as one block too: one at a time, each sum would wait out the FMA's latency. */
+#define PIXELS_CASE(n) \
+    case n: NAME(direct_pixels)(padded, base, stride, offsets, T, wt, ldw, tail_wt, F, out, ldc, n); break;
+            if (narrow)
+                switch (OW - ow < block ? OW - ow : block) {
+                    PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) PIXELS_CASE(4) PIXELS_CASE(5) PIXELS_CASE(6)
+                    PIXELS_CASE(7) default: PIXELS_CASE(8)
+                }
+            else
+                switch (OW - ow < block ? OW - ow : block) { PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) default: PIXELS_CASE(4) }
+#undef PIXELS_CASE
+        }
 }
 
 /* dwt[t][f0 ..] += x(pixel, tap t) * g[0 : NV*LANES] for all T taps: one pixel's gradient row (NV vectors, held in
