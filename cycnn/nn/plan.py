@@ -33,11 +33,11 @@ CHUNK = 1024
 # STREAMED_BYTES come from L3 each time, so larger blocks pay for them, up to STREAMED_BLOCK images and as long as
 # the block's activations fit in SLOTS_BYTES (half the L2 cache: beyond it, blocks measured slower).
 BLOCK, STREAMED_BLOCK, STREAMED_BYTES, SLOTS_BYTES = 16, 64, 1 << 20, 1 << 20
-# Once in every EXPLORE_EVERY calls, a single image is answered EXPLORE_CALLS times the other way (threads sharing
-# it, or one thread), then EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which
-# wakes the other threads or lets them fall asleep, is not) and the faster way is chosen. The other calls are not
-# timed.
-EXPLORE_EVERY = 64
+# A single image is answered EXPLORE_CALLS times the other way (threads sharing it, or one thread), then
+# EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which wakes the other threads
+# or lets them fall asleep, is not) and the faster way is chosen. The next comparison comes EXPLORE_EVERY calls
+# later, twice as many each time the choice stands (up to EXPLORE_MOST_EVERY): each costs the slower way's time.
+EXPLORE_EVERY, EXPLORE_MOST_EVERY = 64, 1024
 EXPLORE_CALLS = 4
 ALIGN = _plan.ALIGN_BYTES
 
@@ -202,15 +202,15 @@ class InferencePlan:
         # in a row the other way, now and then) and the faster one answers. The numbers are the same bits either
         # way.
         self.seconds = {True: 0.0, False: 0.0}
-        self.split, self.calls = threads > 1, 0
+        self.split, self.phase, self.countdown, self.every = threads > 1, 0, 0, EXPLORE_EVERY
 
     def _single(self, x, probs):
         if self.threads == 1:
             return self.kernel.run(x, probs, None, False)
-        self.calls += 1
-        phase = self.calls % EXPLORE_EVERY
-        if phase >= 2 * EXPLORE_CALLS:
+        if self.countdown > 0:
+            self.countdown -= 1
             return self.kernel.run(x, probs, None, self.split)
+        phase, self.phase = self.phase, self.phase + 1
         split = self.split != (phase < EXPLORE_CALLS)
         start = time.perf_counter()
         finite = self.kernel.run(x, probs, None, split)
@@ -219,7 +219,9 @@ class InferencePlan:
             previous = self.seconds[split]
             self.seconds[split] = spent if previous == 0 else 0.8 * previous + 0.2 * spent
         if phase == 2 * EXPLORE_CALLS - 1:
-            self.split = self.seconds[True] <= self.seconds[False]
+            choice = self.seconds[True] <= self.seconds[False]
+            self.every = min(2 * self.every, EXPLORE_MOST_EVERY) if choice == self.split else EXPLORE_EVERY
+            self.split, self.phase, self.countdown = choice, 0, self.every
         return finite
 
     def predict_proba(self, x):

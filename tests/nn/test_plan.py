@@ -136,6 +136,43 @@ def test_any_thread_count_gives_the_same_bits(dtype):
             np.testing.assert_array_equal(one, three, err_msg=name)
 
 
+class TimedKernel:
+    """A plan's kernel that takes ``seconds[split]`` on a clock of its own (plan.time.perf_counter's stand-in)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.now, self.modes = seconds, 0.0, []
+
+    def run(self, x, probs, logits, split, block=0):
+        self.modes.append(split)
+        self.now += self.seconds[split]
+        return True
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_one_image_is_answered_the_faster_way_and_the_way_is_checked_less_often_while_it_stands(monkeypatch):
+    compiled = plan.InferencePlan(networks(np.float32)[0][1], 2)
+    kernel = compiled.kernel = TimedKernel({True: 2e-3, False: 1e-5})
+    monkeypatch.setattr(plan, "time", kernel)
+    x, probs = np.zeros((1, 784), np.float32), np.zeros((1, 10))
+    for _ in range(2 * plan.EXPLORE_CALLS):
+        compiled._single(x, probs)
+    assert compiled.split is False  # the threads were slower
+    assert kernel.modes == [False] * plan.EXPLORE_CALLS + [True] * plan.EXPLORE_CALLS  # the other way first
+    for _ in range(plan.EXPLORE_EVERY + 2 * plan.EXPLORE_CALLS):  # the next comparison confirms it
+        compiled._single(x, probs)
+    assert compiled.split is False and compiled.every == 2 * plan.EXPLORE_EVERY
+    assert kernel.modes[-plan.EXPLORE_EVERY - 2 * plan.EXPLORE_CALLS:].count(True) == plan.EXPLORE_CALLS
+    kernel.seconds = {True: 1e-5, False: 2e-3}  # the load changes: sharing becomes the faster way
+    for _ in range(3):  # the timings are smoothed: a comparison or two may pass before the choice turns
+        for _ in range(compiled.countdown + 2 * plan.EXPLORE_CALLS):
+            compiled._single(x, probs)
+        if compiled.split:
+            break
+    assert compiled.split is True and compiled.every == plan.EXPLORE_EVERY
+
+
 def test_dense_weights_beyond_the_l2_cache_get_larger_blocks():
     """Weights over STREAMED_BYTES are read from L3 once per block: such a plan takes blocks of STREAMED_BLOCK
     images, with the layers' bits."""
