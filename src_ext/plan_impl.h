@@ -7,22 +7,22 @@ static inline void NAME(plan_share)(ptrdiff_t n, int tid, int team, ptrdiff_t *l
 }
 
 /* cols[t][p] (T x P, one row per tap (c, ki, kj)) = the input under tap t of output pixel p, for the output rows
-   [r0, r1) of one image (zero outside it). Each tap column kj reads the input inside the image for the output
-   columns [lo, hi) only, found once: no bounds check per pixel. */
+   [r0, r1) of one image (zero outside it). The taps of one kernel column kj read the input inside the image for
+   the same output columns [lo, hi), found once per column (two divisions: per row of taps they cost more than the
+   copy): no bounds check per pixel. */
 static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, ptrdiff_t r0, ptrdiff_t r1,
                               REAL *restrict cols) {
-    const ptrdiff_t H = op->H, W = op->W, S = op->stride, pad = op->pad, OW = op->OW;
+    const ptrdiff_t H = op->H, W = op->W, S = op->stride, pad = op->pad, OW = op->OW, KH = op->KH, KW = op->KW;
     const ptrdiff_t P = (r1 - r0) * OW;
-    REAL *dst = cols;
-    for (ptrdiff_t c = 0; c < op->C; c++)
-        for (ptrdiff_t ki = 0; ki < op->KH; ki++)
-            for (ptrdiff_t kj = 0; kj < op->KW; kj++) {
-                /* ow * S + kj - pad in [0, W) for ow in [lo, hi) */
-                ptrdiff_t lo = kj >= pad ? 0 : (pad - kj + S - 1) / S;
-                ptrdiff_t hi = W - 1 + pad - kj < 0 ? 0 : (W - 1 + pad - kj) / S + 1;
-                if (hi > OW) hi = OW;
-                if (lo > hi) lo = hi;
-                REAL *row = dst;
+    for (ptrdiff_t kj = 0; kj < KW; kj++) {
+        /* ow * S + kj - pad in [0, W) for ow in [lo, hi) */
+        ptrdiff_t lo = kj >= pad ? 0 : (pad - kj + S - 1) / S;
+        ptrdiff_t hi = W - 1 + pad - kj < 0 ? 0 : (W - 1 + pad - kj) / S + 1;
+        if (hi > OW) hi = OW;
+        if (lo > hi) lo = hi;
+        for (ptrdiff_t c = 0; c < op->C; c++)
+            for (ptrdiff_t ki = 0; ki < KH; ki++) {
+                REAL *row = cols + ((c * KH + ki) * KW + kj) * P;
                 for (ptrdiff_t oh = r0; oh < r1; oh++, row += OW) {
                     const ptrdiff_t h = oh * S + ki - pad;
                     if (h < 0 || h >= H) {
@@ -38,8 +38,8 @@ static void NAME(plan_im2col)(const cycnn_plan_op *op, const REAL *restrict in, 
                         for (; ow < hi; ow++) row[ow] = src[ow * S];
                     for (; ow < OW; ow++) row[ow] = 0;
                 }
-                dst += P;
             }
+    }
 }
 
 /* rows (P x Fp) = cols^T (P x T) @ weight (T x Fp), in the dense kernel's register tiles. */
