@@ -13,7 +13,8 @@ set), which is PyTorch's best case.
 
 Inference: each network is exported with cycnn's own ONNX exporter and run by ONNX Runtime (when installed) with
 intra-op threads = cycnn's threads; single-image latency is the median of every call (>= 1000 per framework, in
-alternating rounds), batch-1000 throughput the median of the per-round ratios. cycnn answers through
+alternating rounds), batch-1000 throughput the median of the per-round ratios. Each round starts after a pause of
+SETTLE_SECONDS, so that neither framework's spinning threads are billed to the other. cycnn answers through
 ``Sequential.predict_proba`` (its inference plan). The data are random pixels in [0, 1): speed does not depend on
 them.
 """
@@ -160,12 +161,18 @@ def random_batches(shape, batch, count, seed):
     return [(rng.random((batch, *shape), dtype=np.float32), rng.integers(0, 10, batch)) for _ in range(count)]
 
 
+# Before each round, a pause: the previous framework's idle threads still spin for tens of milliseconds (ONNX
+# Runtime's pool measured up to 50 ms) and would take a core from the next round's framework.
+SETTLE_SECONDS = 0.2
+
+
 def alternate(rounds, runners):
     """{name: [seconds of each round]}, running the runners in order on even rounds and reversed on odd ones."""
     results = {name: [] for name in runners}
     names = list(runners)
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
+            time.sleep(SETTLE_SECONDS)
             results[name].append(runners[name](r))
     return results
 

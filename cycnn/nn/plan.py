@@ -35,7 +35,8 @@ CHUNK = 1024
 BLOCK, STREAMED_BLOCK, STREAMED_BYTES, SLOTS_BYTES = 16, 64, 1 << 20, 1 << 20
 # A single image is answered EXPLORE_CALLS times the other way (threads sharing it, or one thread), then
 # EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which wakes the other threads
-# or lets them fall asleep, is not) and the faster way is chosen. The next comparison comes EXPLORE_EVERY calls
+# or lets them fall asleep, is not) and the way with the fastest call is chosen (a single call that the system
+# delayed would otherwise decide, and under smoothing across comparisons it decided for hundreds of calls). The next comparison comes EXPLORE_EVERY calls
 # later, twice as many each time the choice stands (up to EXPLORE_MOST_EVERY): each costs the slower way's time.
 EXPLORE_EVERY, EXPLORE_MOST_EVERY = 64, 1024
 EXPLORE_CALLS = 4
@@ -201,7 +202,7 @@ class InferencePlan:
         # slowest thread, which a busy machine deschedules for milliseconds: both are timed as they run (a few calls
         # in a row the other way, now and then) and the faster one answers. The numbers are the same bits either
         # way.
-        self.seconds = {True: 0.0, False: 0.0}
+        self.seconds = {True: float("inf"), False: float("inf")}
         self.split, self.phase, self.countdown, self.every = threads > 1, 0, 0, EXPLORE_EVERY
 
     def _single(self, x, probs):
@@ -211,13 +212,14 @@ class InferencePlan:
             self.countdown -= 1
             return self.kernel.run(x, probs, None, self.split)
         phase, self.phase = self.phase, self.phase + 1
+        if phase == 0:
+            self.seconds = {True: float("inf"), False: float("inf")}
         split = self.split != (phase < EXPLORE_CALLS)
         start = time.perf_counter()
         finite = self.kernel.run(x, probs, None, split)
         spent = time.perf_counter() - start
-        if phase % EXPLORE_CALLS:
-            previous = self.seconds[split]
-            self.seconds[split] = spent if previous == 0 else 0.8 * previous + 0.2 * spent
+        if phase % EXPLORE_CALLS:  # the fastest call of each way: a descheduled thread only ever adds time
+            self.seconds[split] = min(self.seconds[split], spent)
         if phase == 2 * EXPLORE_CALLS - 1:
             choice = self.seconds[True] <= self.seconds[False]
             self.every = min(2 * self.every, EXPLORE_MOST_EVERY) if choice == self.split else EXPLORE_EVERY

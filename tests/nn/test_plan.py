@@ -165,12 +165,17 @@ def test_one_image_is_answered_the_faster_way_and_the_way_is_checked_less_often_
     assert compiled.split is False and compiled.every == 2 * plan.EXPLORE_EVERY
     assert kernel.modes[-plan.EXPLORE_EVERY - 2 * plan.EXPLORE_CALLS:].count(True) == plan.EXPLORE_CALLS
     kernel.seconds = {True: 1e-5, False: 2e-3}  # the load changes: sharing becomes the faster way
-    for _ in range(3):  # the timings are smoothed: a comparison or two may pass before the choice turns
-        for _ in range(compiled.countdown + 2 * plan.EXPLORE_CALLS):
-            compiled._single(x, probs)
-        if compiled.split:
-            break
+    for _ in range(compiled.countdown + 2 * plan.EXPLORE_CALLS):
+        compiled._single(x, probs)
     assert compiled.split is True and compiled.every == plan.EXPLORE_EVERY
+    for _ in range(compiled.countdown):
+        compiled._single(x, probs)
+    delays = iter([0.0] * (plan.EXPLORE_CALLS + 1) + [1.0] + [0.0] * (plan.EXPLORE_CALLS - 2))
+    run = kernel.run
+    kernel.run = lambda *args: (run(*args), setattr(kernel, "now", kernel.now + next(delays)))[0]
+    for _ in range(2 * plan.EXPLORE_CALLS):  # one of the threads' timed calls is delayed by a second
+        compiled._single(x, probs)
+    assert compiled.split is True  # the fastest call of each way decides, not the delayed one
 
 
 def test_dense_weights_beyond_the_l2_cache_get_larger_blocks():
