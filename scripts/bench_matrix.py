@@ -276,7 +276,8 @@ def print_inference(results, threads):
               f"{thr['cycnn']:>12,.0f}{thr['other']:>11,.0f}{thr['ratio']:>7.2f}x{r['max_prob_diff']:>10.1e}")
     median_line(f"single-image latency cycnn/ORT (lower is better), {threads} thread(s)",
                 {k: r["latency"] for k, r in results.items()})
-    median_line(f"batch-1000 throughput cycnn/ORT, {threads} thread(s)", {k: r["batch1000"] for k, r in results.items()})
+    median_line(f"batch-1000 throughput cycnn/ORT, {threads} thread(s)",
+                {k: r["batch1000"] for k, r in results.items()})
 
 
 def parse_args(argv):

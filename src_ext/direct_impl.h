@@ -82,7 +82,9 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
                     PIXELS_CASE(7) default: PIXELS_CASE(8)
                 }
             else
-                switch (OW - ow < block ? OW - ow : block) { PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) default: PIXELS_CASE(4) }
+                switch (OW - ow < block ? OW - ow : block) {
+                    PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) default: PIXELS_CASE(4)
+                }
 #undef PIXELS_CASE
         }
 }

@@ -294,8 +294,8 @@ static void NAME(plan_dense_finish)(const cycnn_plan_op *op, REAL *out, ptrdiff_
 
 /* out = act(in @ W + b) for one image (W: C x Fp, F columns then zero columns up to Fp, a whole number of vectors;
    out has Fp numbers, the first F the outputs): the thread's whole vectors of columns in the one-row product
-   (cycnn_dense_row). One image reads each weight once: the row-major matrix serves, and the panels (copied when the weights
-   change) are left to blocks of images. */
+   (cycnn_dense_row). One image reads each weight once: the row-major matrix serves, and the panels (copied when
+   the weights change) are left to blocks of images. */
 static void NAME(plan_dense)(const cycnn_plan_op *op, const REAL *restrict in, REAL *restrict out, int tid,
                              int team) {
     const ptrdiff_t K = op->C, F = op->F, Fp = op->Fp;

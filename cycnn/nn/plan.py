@@ -36,8 +36,9 @@ BLOCK, STREAMED_BLOCK, STREAMED_BYTES, SLOTS_BYTES = 16, 64, 1 << 20, 1 << 20
 # A single image is answered EXPLORE_CALLS times the other way (threads sharing it, or one thread), then
 # EXPLORE_CALLS times the chosen way; those calls are timed (each burst's first call, which wakes the other threads
 # or lets them fall asleep, is not) and the way with the fastest call is chosen (a single call that the system
-# delayed would otherwise decide, and under smoothing across comparisons it decided for hundreds of calls). The next comparison comes EXPLORE_EVERY calls
-# later, twice as many each time the choice stands (up to EXPLORE_MOST_EVERY): each costs the slower way's time.
+# delayed would otherwise decide, and under smoothing across comparisons it decided for hundreds of calls). The
+# next comparison comes EXPLORE_EVERY calls later, twice as many each time the choice stands (up to
+# EXPLORE_MOST_EVERY): each costs the slower way's time.
 EXPLORE_EVERY, EXPLORE_MOST_EVERY = 64, 1024
 EXPLORE_CALLS = 4
 ALIGN = _plan.ALIGN_BYTES
@@ -127,15 +128,12 @@ def compile_ops(model, dtype):
 
 
 def _channels_last_links(ops, lanes):
-    """A pooled convolution whose map goes only into a Winograd convolution hands it over channels-last (whole
-    vectors of channels): its pooling then stores vectors, and Winograd transforms a vector of channels at a time
-    (src_ext/plan.h)."""
-    readers = {}
-    for op in ops:
-        readers[op["in"]] = readers.get(op["in"], 0) + 1
+    """A pooled convolution whose map goes into a Winograd convolution (the next operation, its only reader) hands
+    it over channels-last (whole vectors of channels): its pooling then stores vectors, and Winograd transforms a
+    vector of channels at a time (src_ext/plan.h)."""
     for producer, consumer in zip(ops, ops[1:]):
-        if (consumer["kind"] == "conv_winograd" and consumer["in"] == producer["out"]
-                and readers[producer["out"]] == 1 and producer.get("pool") and producer["F"] % lanes == 0):
+        if (consumer["kind"] == "conv_winograd" and consumer["in"] == producer["out"] and producer.get("pool")
+                and producer["F"] % lanes == 0):
             producer["hwc_out"] = consumer["hwc_in"] = True
 
 
