@@ -507,7 +507,9 @@ def test_interrupted_ranks_checkpoint_once_and_resume_on_2_ranks_or_1_process_as
                                                                                                       tmp_path):
     """SIGTERM on both ranks (what mpirun sends them on Ctrl-C): every rank stops after the same step, exit 130,
     rank 0 checkpoints. Resumed on 2 ranks, the run ends with the uninterrupted run's weights bit for bit; on 1
-    process, with them up to the order of float32 sums (grown over the steps that follow)."""
+    process, with them up to the order of float32 sums, grown over the steps that follow: a ReLU or a pooling
+    winner that flips on the way leaves up to about 1.5% of the distance the weights moved after the checkpoint (the
+    uninterrupted run on 1 process is as far from the one on 2 ranks)."""
     args = ["-m", "cycnn", "train", "--batch-size", "256", "--epochs", "3", "--threads", "1", "--seed", "5",
             "--optimizer", "sgd", "--lr", "0.05", "--data-dir", big_data]
     whole = mpirun([*args, "--out", tmp_path / "whole.npz", "--checkpoint", tmp_path / "whole.ckpt.npz"],
@@ -521,7 +523,7 @@ def test_interrupted_ranks_checkpoint_once_and_resume_on_2_ranks_or_1_process_as
     assert code == 130, err
     [line] = cycnn_lines(err)
     saved = tmp_path / "m.ckpt.npz"
-    _, _, state, _ = load_checkpoint(saved)
+    model, _, state, _ = load_checkpoint(saved)
     assert state.epoch < 3 and line == (f"interrupted at epoch {state.epoch + 1}, step {state.step}; resume with: "
                                         f"cycnn train --resume {saved} --data-dir {big_data}")
     whole_code, _, whole_err = finish(whole)
@@ -535,11 +537,14 @@ def test_interrupted_ranks_checkpoint_once_and_resume_on_2_ranks_or_1_process_as
     reference, on_2_ranks, on_1 = (weights(tmp_path / name) for name in ("whole.npz", "again.npz", "m.npz"))
     for key in reference:
         assert np.array_equal(on_2_ranks[key], reference[key]), key
+    at_checkpoint = {key: param for key, param, _ in model.parameters()}
     drift = max(float(np.abs(on_1[k] - reference[k]).max()) for k in reference)
-    assert 0 < drift < 1e-3
+    travelled = max(float(np.abs(at_checkpoint[k] - reference[k]).max()) for k in reference)
+    assert 0 < drift < 0.05 * travelled, (drift, travelled)
     accuracies = [load_model(tmp_path / name).metadata["test_accuracy"] for name in ("whole.npz", "m.npz")]
     assert abs(accuracies[0] - accuracies[1]) <= 0.01
-    print(f"resumed at epoch {state.epoch + 1}, step {state.step}: on 1 process within {drift:.1e} of the weights")
+    print(f"resumed at epoch {state.epoch + 1}, step {state.step}: on 1 process within {drift:.1e} of the weights, "
+          f"which moved {travelled:.1e} after the checkpoint")
 
 
 @needs_mpi
