@@ -12,9 +12,13 @@ images channels-last for the fused kernels. Every loop runs in parallel over ima
 the same element and results do not depend on the thread count.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
-from kernels cimport CYCNN_PARALLEL_MIN_WORK, require, require_conv, same_shape
+from kernels cimport (CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES, DENSE_ROWS, DENSE_VECS, DIRECT_MAX_VECS,
+                      WEIGHT_GRAD_MAX_TAPS, cycnn_dense_tile, cycnn_weight_grad_tile, omp_get_max_threads, pad_image,
+                      require, require_conv, same_shape)
 
 
 cdef inline (Py_ssize_t, Py_ssize_t) inside_columns(Py_ssize_t shift, Py_ssize_t stride, Py_ssize_t W,
@@ -71,6 +75,35 @@ cpdef int im2col_t(const floating[:, :, :, ::1] x, int kh, int kw, int stride, i
     return 0
 
 
+cdef inline void add_patches(const floating* cols, Py_ssize_t ld, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             int kh, int kw, int stride, int pad, Py_ssize_t OH, Py_ssize_t OW,
+                             floating* image) noexcept nogil:
+    """One image's part of col2im: zero ``image`` (C, H, W), then add each kernel tap's row of ``cols`` (taps
+    ordered (c, i, j), row stride ``ld``, one column per output pixel) back onto the pixels it was copied from."""
+    cdef Py_ssize_t c, i, j, oh, ow, h, k, shift, first, last
+    cdef const floating* src
+    cdef floating* dst
+    for k in range(C * H * W):
+        image[k] = 0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                src = cols + ((c * kh + i) * kw + j) * ld
+                shift = j - pad  # the input column of output column 0
+                first, last = inside_columns(shift, stride, W, OW)
+                for oh in range(OH):
+                    h = oh * stride + i - pad
+                    if h >= 0 and h < H:
+                        dst = image + (c * H + h) * W
+                        if stride == 1:
+                            for ow in range(first, last):
+                                dst[ow + shift] += src[ow]
+                        else:
+                            for ow in range(first, last):
+                                dst[ow * stride + shift] += src[ow]
+                    src = src + OW
+
+
 cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, int pad,
                    floating[:, :, :, ::1] dx) except -1 nogil:
     """The adjoint of im2col_t: zero ``dx``, then add each kernel tap's row of ``cols_t`` back onto the pixels it
@@ -81,31 +114,9 @@ cpdef int col2im_t(const floating[:, ::1] cols_t, int kh, int kw, int stride, in
     cdef Py_ssize_t OW = (W + 2 * pad - kw) // stride + 1
     require(cols_t.shape[0] == C * kh * kw and cols_t.shape[1] == N * OH * OW,
             b"cols_t must be (C*kh*kw, N*OH*OW)")
-    cdef Py_ssize_t n, c, i, j, oh, ow, h, k, shift, first, last
-    cdef const floating* src
-    cdef floating* image
-    cdef floating* dst
+    cdef Py_ssize_t n
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * OH * OW * C * kh * kw > CYCNN_PARALLEL_MIN_WORK):
-        image = &dx[n, 0, 0, 0]
-        for k in range(C * H * W):
-            image[k] = 0
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    src = &cols_t[(c * kh + i) * kw + j, n * OH * OW]
-                    shift = j - pad  # the input column of output column 0
-                    first, last = inside_columns(shift, stride, W, OW)
-                    for oh in range(OH):
-                        h = oh * stride + i - pad
-                        if h >= 0 and h < H:
-                            dst = image + (c * H + h) * W
-                            if stride == 1:
-                                for ow in range(first, last):
-                                    dst[ow + shift] += src[ow]
-                            else:
-                                for ow in range(first, last):
-                                    dst[ow * stride + shift] += src[ow]
-                        src = src + OW
+        add_patches(&cols_t[0, n * OH * OW], N * OH * OW, C, H, W, kh, kw, stride, pad, OH, OW, &dx[n, 0, 0, 0])
     return 0
 
 
@@ -163,4 +174,116 @@ cpdef int nchw_to_planes(const floating[:, :, ::1] dy, const floating[:, :, ::1]
             else:
                 for p in range(P):
                     dst[p] = src[p]
+    return 0
+
+
+# --- the backward pass image by image, without im2col ---------------------------------------------------------
+
+cdef inline void masked_planes(const floating* dy, const floating* y, bint relu, Py_ssize_t F, Py_ssize_t P,
+                               Py_ssize_t ld, floating* planes) noexcept nogil:
+    """One image's output gradient (F, P), zero where the ReLU output ``y`` was zero, into ``planes`` (F rows of
+    stride ``ld`` >= P, zero past P)."""
+    cdef Py_ssize_t f, p
+    cdef floating g
+    for f in range(F):
+        for p in range(P):
+            g = dy[f * P + p]
+            planes[f * ld + p] = g if not relu or y[f * P + p] > 0 else 0
+        for p in range(P, ld):
+            planes[f * ld + p] = 0
+
+
+cpdef int conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w2,
+                        const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] y, bint relu, int KH, int KW,
+                        int stride, int pad, floating[:, :, ::1] partial_dwt, floating[:, ::1] partial_db,
+                        floating[:, :, :, ::1] dx=None) except -1 nogil:
+    """Gradients of an unpooled convolution (weights ``w2`` as (F, taps), taps ordered (c, ki, kj); optionally
+    followed by a ReLU whose output is ``y``) without im2col, image by image, each in the L2 cache.
+
+    Per image: its output gradient masked by the ReLU, one row per channel (``plane``: pixels padded to whole
+    vectors), then channels-last (``rows``: channels padded to whole vectors). The weight gradient comes from the
+    direct kernel's blocks (src_ext/direct.h: a few taps by up to four vectors of channels held in registers while
+    the pixels run); the input gradient ``dx`` (when given) from the plane times the weights in cycnn's dense
+    kernel (src_ext/dense.h), the patches' gradient in im2col_t's layout, added back onto the image as col2im_t
+    does. The batch is cut into K = ``partial_dwt.shape[0]`` fixed chunks, each summing into its own
+    ``partial_dwt[k]`` (taps x Fpad) and ``partial_db[k]`` (Fpad) pixel by pixel in order, so the caller's sum over
+    the chunks does not depend on the thread count."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = w2.shape[0], T = w2.shape[1], K = partial_dwt.shape[0], Fpad = partial_dwt.shape[2]
+    cdef Py_ssize_t lanes = CYCNN_VECTOR_BYTES // sizeof(floating), panel = DENSE_VECS * lanes
+    require_conv(H, W, KH, KW, stride, pad)
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad
+    cdef Py_ssize_t OH = (HP - KH) // stride + 1, OW = (WP - KW) // stride + 1, P = OH * OW
+    cdef Py_ssize_t ld = (P + lanes - 1) // lanes * lanes
+    cdef bint input_grad = dx is not None
+    require(T == C * KH * KW, b"weights must be (F, C*KH*KW)")
+    require(K >= 1 and partial_dwt.shape[1] == T and Fpad % lanes == 0 and F <= Fpad and partial_db.shape[0] == K
+            and partial_db.shape[1] == Fpad, b"partial gradients must be (K, taps, Fpad) and (K, Fpad), Fpad whole "
+            b"vectors")
+    require(same_shape(dy.shape, y.shape, 4) and dy.shape[0] == N and dy.shape[1] == F and dy.shape[2] == OH
+            and dy.shape[3] == OW, b"dy and y must both be (N, F, OH, OW)")
+    require(not input_grad or same_shape(dx.shape, x.shape, 4), b"dx must be shaped as x")
+    cdef Py_ssize_t n, f, p, k, i, r0, n0, vecs, group, taps, tiles, count = 0
+    cdef Py_ssize_t vectors = Fpad // lanes, groups = (vectors + DIRECT_MAX_VECS - 1) // DIRECT_MAX_VECS
+    # The weight gradient's blocks: each group of up to DIRECT_MAX_VECS vectors of channels cut into tiles of taps,
+    # up to WEIGHT_GRAD_MAX_TAPS (6 with more than two vectors, or the accumulators spill) and as even as can be.
+    cdef Py_ssize_t* blocks = <Py_ssize_t*>malloc(4 * groups * T * sizeof(Py_ssize_t))
+    if blocks == NULL:
+        with gil:
+            raise MemoryError()
+    for group in range(groups):
+        vecs = min(DIRECT_MAX_VECS, vectors - group * DIRECT_MAX_VECS)
+        taps = WEIGHT_GRAD_MAX_TAPS if vecs <= 2 else 6
+        tiles = (T + taps - 1) // taps
+        for i in range(tiles):
+            blocks[4 * count] = T * i // tiles
+            blocks[4 * count + 1] = T * (i + 1) // tiles
+            blocks[4 * count + 2] = group * DIRECT_MAX_VECS * lanes
+            blocks[4 * count + 3] = vecs
+            count += 1
+    cdef const floating* image
+    cdef floating* padded
+    cdef floating* plane
+    cdef floating* rows
+    cdef floating* cols
+    cdef floating* db
+    with parallel(use_threads_if=K > 1 and N * P * F * T > CYCNN_PARALLEL_MIN_WORK):
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        plane = <floating*>malloc(F * ld * sizeof(floating))
+        rows = <floating*>malloc(P * Fpad * sizeof(floating))
+        cols = <floating*>malloc((T * ld if input_grad else 1) * sizeof(floating))
+        for k in prange(K, schedule="static"):
+            memset(&partial_dwt[k, 0, 0], 0, T * Fpad * sizeof(floating))
+            memset(&partial_db[k, 0], 0, Fpad * sizeof(floating))
+            db = &partial_db[k, 0]
+            for n in range(k * N // K, (k + 1) * N // K):
+                image = &x[n, 0, 0, 0]
+                if pad > 0:
+                    pad_image(x[n], pad, padded)
+                    image = padded
+                masked_planes(&dy[n, 0, 0, 0], &y[n, 0, 0, 0], relu, F, P, ld, plane)
+                for p in range(P):
+                    for f in range(F):
+                        rows[p * Fpad + f] = plane[f * ld + p]
+                    for f in range(F, Fpad):
+                        rows[p * Fpad + f] = 0
+                    for f in range(Fpad):
+                        db[f] += rows[p * Fpad + f]
+                for i in range(count):
+                    cycnn_weight_grad_tile(image, HP, WP, KH, KW, stride, OH, OW, rows + blocks[4 * i + 2], Fpad,
+                                           blocks[4 * i], blocks[4 * i + 1], blocks[4 * i + 3],
+                                           &partial_dwt[k, 0, blocks[4 * i + 2]], Fpad)
+                if input_grad:
+                    # Tiles of DENSE_ROWS taps by one panel of pixels, each panel (in L1) under every tile of taps.
+                    for n0 in range((ld + panel - 1) // panel):
+                        for r0 in range((T + DENSE_ROWS - 1) // DENSE_ROWS):
+                            cycnn_dense_tile(&w2[0, 0], 1, T, plane, cols, r0 * DENSE_ROWS,
+                                             min(DENSE_ROWS, T - r0 * DENSE_ROWS), n0 * panel,
+                                             min((n0 + 1) * panel, ld), F, ld)
+                    add_patches(cols, ld, C, H, W, KH, KW, stride, pad, OH, OW, &dx[n, 0, 0, 0])
+        free(padded)
+        free(plane)
+        free(rows)
+        free(cols)
+    free(blocks)
     return 0

@@ -157,3 +157,61 @@ static void NAME(cycnn_direct_grad)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     for (ptrdiff_t t = 0; t < T; t++)
         for (ptrdiff_t f = whole; f < F; f++) dwt[t * F + f] += tail_dwt[t * LANES + f - whole];
 }
+
+/* dwt[r * ldd + v * LANES ..] += x(pixel, tap r) * g[pixel * ldg + v * LANES ..] over one image's OH x OW output
+   pixels in order, for R taps (input offsets from a pixel's corner: `offsets`) and NV vectors of channels, both
+   constants at every call site: the block of the weight gradient stays in registers while the pixels run, and
+   each gradient vector loaded serves R taps. */
+static inline __attribute__((always_inline)) void NAME(weight_grad_block)(
+        const REAL *restrict padded, ptrdiff_t WP, ptrdiff_t stride, ptrdiff_t OH, ptrdiff_t OW,
+        const ptrdiff_t *restrict offsets, const REAL *restrict g, ptrdiff_t ldg, REAL *restrict dwt,
+        ptrdiff_t ldd, const int R, const int NV) {
+    VEC acc[WEIGHT_GRAD_MAX_TAPS][DIRECT_MAX_VECS];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = NAME(cycnn_load)(dwt + r * ldd + v * LANES);
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        const REAL *row = padded + oh * stride * WP;
+        for (ptrdiff_t ow = 0; ow < OW; ow++, g += ldg) {
+            const REAL *corner = row + ow * stride;
+            VEC gv[DIRECT_MAX_VECS];
+            for (int v = 0; v < NV; v++) gv[v] = NAME(cycnn_load)(g + v * LANES);
+            for (int r = 0; r < R; r++) {
+                const REAL x = corner[offsets[r]];
+                for (int v = 0; v < NV; v++) acc[r][v] += x * gv[v];
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) NAME(cycnn_store)(dwt + r * ldd + v * LANES, acc[r][v]);
+}
+
+/* The weight gradient of an unpooled convolution, one block of it for one image: taps [t0, t1) (at most
+   WEIGHT_GRAD_MAX_TAPS; at most 6 with more than two vectors, or the accumulators spill) by NV vectors of channels
+   (at most DIRECT_MAX_VECS), added into dwt (taps ordered (c, ki, kj), row stride ldd) from the zero-padded image
+   (C x HP x WP) and its output gradient channels-last (g: OH*OW rows, row stride ldg, starting at the block's
+   first channel, as dwt does). Called image after image, each element is one sum over the pixels in order. */
+static void NAME(cycnn_weight_grad_tile)(const REAL *padded, ptrdiff_t HP, ptrdiff_t WP, ptrdiff_t KH,
+                                         ptrdiff_t KW, ptrdiff_t stride, ptrdiff_t OH, ptrdiff_t OW, const REAL *g,
+                                         ptrdiff_t ldg, ptrdiff_t t0, ptrdiff_t t1, ptrdiff_t NV, REAL *dwt,
+                                         ptrdiff_t ldd) {
+    ptrdiff_t offsets[WEIGHT_GRAD_MAX_TAPS];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t c = t / (KH * KW), ki = t % (KH * KW) / KW, kj = t % KW;
+        offsets[t - t0] = (c * HP + ki) * WP + kj;
+    }
+    dwt += t0 * ldd;
+#define GRAD_CASE(taps, vecs) \
+    case taps: NAME(weight_grad_block)(padded, WP, stride, OH, OW, offsets, g, ldg, dwt, ldd, taps, vecs); break;
+#define GRAD_TAPS_CASES(vecs) \
+    switch (t1 - t0) { GRAD_CASE(1, vecs) GRAD_CASE(2, vecs) GRAD_CASE(3, vecs) GRAD_CASE(4, vecs) \
+                       GRAD_CASE(5, vecs) GRAD_CASE(6, vecs) GRAD_CASE(7, vecs) GRAD_CASE(8, vecs) default: break; }
+    switch (NV) {
+    case 1: GRAD_TAPS_CASES(1) break;
+    case 2: GRAD_TAPS_CASES(2) break;
+    case 3: GRAD_TAPS_CASES(3) break;
+    case 4: GRAD_TAPS_CASES(4) break;
+    default: break; /* callers pass at most DIRECT_MAX_VECS vectors */
+    }
+#undef GRAD_TAPS_CASES
+#undef GRAD_CASE
+}

@@ -29,7 +29,7 @@ from libc.string cimport memset
 from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES,
                       cycnn_direct_conv, cycnn_direct_grad, cycnn_pool_rows, cycnn_winners_input_grad,
                       cycnn_winners_weight_grad, cycnn_winograd_kernel, cycnn_winograd_tile_row, omp_get_max_threads,
-                      require, require_conv, same_shape, windows_fit)
+                      pad_image, require, require_conv, same_shape, windows_fit)
 
 # For cycnn/nn/fused.py, which picks the path: the limits the C headers set (Winograd's output channels come in
 # whole vectors).
@@ -59,19 +59,6 @@ cpdef int rows_relu_maxpool_forward(const floating[:, ::1] rows, const floating[
         free(pooled)
         free(where)
     return 0
-
-
-cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
-    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border."""
-    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h, w
-    for c in range(C):
-        for h in range(HP):
-            for w in range(WP):
-                if h < pad or h >= H + pad or w < pad or w >= W + pad:
-                    out[(c * HP + h) * WP + w] = 0
-                else:
-                    out[(c * HP + h) * WP + w] = x[c, h - pad, w - pad]
 
 
 cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] wt,

@@ -1,7 +1,7 @@
 # The C kernels (the headers beside this file) as the .pyx modules see them: their declarations, one wrapper per
 # kernel that calls its float or double instance (the only place that chooses between them), and the argument
-# checks the modules' wrappers share. Cython includes every header below into every module that cimports from here;
-# nothing here needs a module at run time.
+# checks and the image padding that the modules' wrappers share. Cython includes every header below into every
+# module that cimports from here; nothing here needs a module at run time.
 from cython cimport floating
 
 
@@ -18,6 +18,8 @@ cdef extern from "simd.h":
 
 cdef extern from "direct.h":
     const Py_ssize_t CYCNN_DIRECT_MAX_TAPS
+    const Py_ssize_t DIRECT_MAX_VECS
+    const Py_ssize_t WEIGHT_GRAD_MAX_TAPS
     void cycnn_direct_conv_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const float* wt,
                                  Py_ssize_t ldw, Py_ssize_t F, float* conv, Py_ssize_t ldc) nogil
@@ -32,6 +34,15 @@ cdef extern from "direct.h":
                                   Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OW, Py_ssize_t P, const double* dy,
                                   const double* y, const int* argmax, Py_ssize_t F, Py_ssize_t plane,
                                   double* grad, char* touched, double* dwt, double* db) nogil
+
+    void cycnn_weight_grad_tile_float(const float* padded, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                      Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW,
+                                      const float* g, Py_ssize_t ldg, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t NV,
+                                      float* dwt, Py_ssize_t ldd) nogil
+    void cycnn_weight_grad_tile_double(const double* padded, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                       Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW,
+                                       const double* g, Py_ssize_t ldg, Py_ssize_t t0, Py_ssize_t t1,
+                                       Py_ssize_t NV, double* dwt, Py_ssize_t ldd) nogil
 
 cdef extern from "winograd.h":
     void cycnn_winograd_kernel_float(const float* W, Py_ssize_t F, Py_ssize_t C, float* rows, float* U) nogil
@@ -145,6 +156,16 @@ cdef inline void cycnn_direct_grad(const floating* padded, Py_ssize_t C, Py_ssiz
     else:
         cycnn_direct_grad_double(padded, C, HP, WP, KH, KW, stride, OW, P, dy, y, argmax, F, plane, grad, touched,
                                  dwt, db)
+
+
+cdef inline void cycnn_weight_grad_tile(const floating* padded, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
+                                        Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW,
+                                        const floating* g, Py_ssize_t ldg, Py_ssize_t t0, Py_ssize_t t1,
+                                        Py_ssize_t NV, floating* dwt, Py_ssize_t ldd) noexcept nogil:
+    if floating is float:
+        cycnn_weight_grad_tile_float(padded, HP, WP, KH, KW, stride, OH, OW, g, ldg, t0, t1, NV, dwt, ldd)
+    else:
+        cycnn_weight_grad_tile_double(padded, HP, WP, KH, KW, stride, OH, OW, g, ldg, t0, t1, NV, dwt, ldd)
 
 
 cdef inline void cycnn_winograd_kernel(const floating* W, Py_ssize_t F, Py_ssize_t C, floating* rows,
@@ -269,3 +290,16 @@ cdef inline bint windows_fit(Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssi
     """Whether PH x PW pooling windows (ph x pw, stride sh x sw, all at least 1) lie inside an OH x OW map."""
     return (ph >= 1 and pw >= 1 and sh >= 1 and sw >= 1 and PH >= 1 and PW >= 1
             and (PH - 1) * sh + ph <= OH and (PW - 1) * sw + pw <= OW)
+
+
+cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
+    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border."""
+    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h, w
+    for c in range(C):
+        for h in range(HP):
+            for w in range(WP):
+                if h < pad or h >= H + pad or w < pad or w >= W + pad:
+                    out[(c * HP + h) * WP + w] = 0
+                else:
+                    out[(c * HP + h) * WP + w] = x[c, h - pad, w - pad]

@@ -12,7 +12,7 @@ A ``Workspace`` keeps scratch arrays between calls, so a training step does not 
 """
 import numpy as np
 
-from cycnn.nn import _activation, _conv, _fused, _pool, gemm
+from cycnn.nn import _activation, _conv, _dense, _fused, _pool, gemm
 
 
 class Workspace:
@@ -72,17 +72,23 @@ def conv2d_forward(x, W, b, stride=1, padding=0, relu=False, workspace=None):
     return y, (x, cols_t, W, y, stride, padding, relu, ws)
 
 
+# The backward pass after a direct forward pass sums each chunk of the batch on its own (see conv2d_backward):
+# this many chunks, whatever the thread count.
+BACKWARD_CHUNKS = 8
+
+
 def conv2d_backward(dy, cache, input_grad=True):
     """(dx, dW, db) of ``conv2d_forward``; dx is None without ``input_grad``.
 
-    Channel by channel: the masked gradient as one row per channel (``planes``, F x N*OH*OW), whose sums are db;
-    dW = (cols_t @ planes.T).T; the patches' gradient W.T @ planes, in im2col_t's layout (written over cols_t), goes
-    back onto the image by col2im_t. After a direct forward pass the patches (cols_t) are laid out here."""
+    After a direct forward pass (few taps), image by image without im2col (``_conv.conv_backward``: each image's
+    patches and gradients stay in the L2 cache; 1.3-3.4x the im2col way on the benchmark's unpooled layers). After
+    an im2col forward pass, channel by channel from its patches: the masked gradient as one row per channel
+    (``planes``, F x N*OH*OW), whose sums are db; dW = (cols_t @ planes.T).T; the patches' gradient W.T @ planes, in
+    im2col_t's layout (written over cols_t), goes back onto the image by col2im_t."""
     x, cols_t, W, y, stride, padding, relu, ws = cache
     n, f = y.shape[0], y.shape[1]
     if cols_t is None:
-        cols_t = ws.get("cols_t", (W[0].size, n * y.shape[2] * y.shape[3]), x.dtype)
-        _conv.im2col_t(x, W.shape[2], W.shape[3], stride, padding, cols_t)
+        return _conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad)
     planes = ws.get("planes", (f, cols_t.shape[1]), y.dtype)
     _conv.nchw_to_planes(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, planes)
     db = planes.sum(axis=1)
@@ -93,6 +99,21 @@ def conv2d_backward(dy, cache, input_grad=True):
     dx = np.empty(x.shape, dtype=y.dtype)
     _conv.col2im_t(cols_t, W.shape[2], W.shape[3], stride, padding, dx)
     return dx, dW, db
+
+
+def _conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad):
+    """conv2d_backward in ``_conv.conv_backward``: the gradients of each fixed chunk of the batch summed apart (in
+    channels padded to whole vectors), then the chunks added in order."""
+    f, _, kh, kw = W.shape
+    lanes = _dense.lanes(x.dtype == np.float64)
+    chunks = min(BACKWARD_CHUNKS, x.shape[0])
+    partial_dwt = ws.get("partial_dwt", (chunks, W[0].size, -(-f // lanes) * lanes), x.dtype)
+    partial_db = ws.get("partial_db", (chunks, partial_dwt.shape[2]), x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
+    _conv.conv_backward(x, W.reshape(f, -1), np.ascontiguousarray(dy), y, relu, kh, kw, stride, padding,
+                        partial_dwt, partial_db, dx)
+    dW = np.ascontiguousarray(partial_dwt.sum(axis=0)[:, :f].T).reshape(W.shape)
+    return dx, dW, partial_db.sum(axis=0)[:f]
 
 
 # --- pooling, activation, reshaping, dropout --------------------------------------------------------------------

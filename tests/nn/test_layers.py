@@ -141,6 +141,47 @@ def test_conv2d_backward_without_input_gradient():
     np.testing.assert_allclose(layer.grads["b"], np.full(layer.out_channels, y[0, 0].size * len(x)))
 
 
+def conv_backward_reference(x, W, y, dy, stride, pad, relu):
+    """(dx, dW, db) in float64 numpy from each output pixel's patch: the gradient that passed the ReLU (where y is
+    positive) times the patches for dW, and times the weights, added back onto the patches, for dx."""
+    (n, c, h, w), (f, _, kh, kw), (oh, ow) = x.shape, W.shape, y.shape[2:]
+    g = np.where(y > 0, dy, 0).astype(np.float64) if relu else dy.astype(np.float64)
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx, dW = np.zeros(padded.shape), np.zeros(W.shape)
+    rows, cols = slice(None, stride * oh, stride), slice(None, stride * ow, stride)
+    for i, j in itertools.product(range(kh), range(kw)):
+        patches = padded[:, :, i:, j:][:, :, rows, cols]
+        dW[:, :, i, j] = np.einsum("nfhw,nchw->fc", g, patches)
+        dx[:, :, i:, j:][:, :, rows, cols] += np.einsum("nfhw,fc->nchw", g, W[:, :, i, j].astype(np.float64))
+    return dx[:, :, pad:pad + h, pad:pad + w], dW, g.sum(axis=(0, 2, 3))
+
+
+# input (N, C, H, W), filters, kernel, stride, padding: whole vectors of channels and tails, one to three groups of
+# four vectors (70 channels), tiles of taps of uneven sizes, more images than chunks and fewer.
+UNPOOLED_BACKWARD_CASES = [((11, 3, 9, 9), 70, (3, 3), 1, 2), ((9, 1, 12, 10), 17, (2, 3), 2, 1),
+                           ((3, 20, 7, 7), 5, (3, 3), 1, 0), ((2, 2, 6, 6), 33, (1, 1), 2, 0),
+                           ((17, 16, 10, 10), 32, (3, 3), 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape, filters, kernel, stride, pad", UNPOOLED_BACKWARD_CASES)
+def test_unpooled_conv2d_backward_matches_reference(shape, filters, kernel, stride, pad, relu, dtype):
+    """The backward pass after a direct forward pass (image by image, without im2col) against numpy."""
+    rng = np.random.default_rng(3)
+    layer = Conv2D(shape[1], filters, kernel, stride=stride, padding=pad, activation="relu" if relu else None,
+                   seed=4, dtype=dtype)
+    _random_bias(layer, rng)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = layer(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    expected = conv_backward_reference(x, layer.params["W"], y, dy, stride, pad, relu)
+    for name, got, want in zip(["dx", "dW", "db"], [dx, layer.grads["W"], layer.grads["b"]], expected):
+        assert got.dtype == dtype, name
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype]["rtol"] * np.abs(want).max(), err_msg=name)
+
+
 # --- MaxPool2D ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape, window, stride, out_hw", POOL_CASES)
