@@ -78,6 +78,11 @@ def dense(a, b):
         return matmul(a, b)
     lanes = _dense.lanes(dtype == np.float64)
     columns = b.shape[1]
+    if columns % lanes != 0 and columns < 2 * lanes and a.T.flags.c_contiguous and not a.flags.c_contiguous:
+        # A weight gradient x.T @ dz with few outputs (a 10-class layer): as (dz.T @ x).T, whose right operand is
+        # x's rows as stored, instead of x's columns a few elements at a time (the same sums in the same order;
+        # 1.3-1.8x, measured up to 18,432 inputs).
+        return np.ascontiguousarray(dense(np.ascontiguousarray(b.T), a.T).T)
     if columns % lanes != 0:
         padded = np.zeros((b.shape[0], -(-columns // lanes) * lanes), dtype=dtype)
         padded[:, :columns] = b

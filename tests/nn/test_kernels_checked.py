@@ -128,7 +128,8 @@ def test_products_are_cut_along_their_longest_dimension():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
     """cycnn.nn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products, with 48 outputs
-    (whole vectors) and 10 (padded with zero columns to a vector); each is also the product numpy computes."""
+    (whole vectors) and 10 (padded with zero columns to a vector; the weight gradient as (dz.T @ x).T); each is also
+    the product numpy computes."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((67, 400)).astype(dtype)
     products = []
