@@ -144,7 +144,7 @@ def test_conv2d_backward_without_input_gradient():
 def conv_backward_reference(x, W, y, dy, stride, pad, relu):
     """(dx, dW, db) in float64 numpy from each output pixel's patch: the gradient that passed the ReLU (where y is
     positive) times the patches for dW, and times the weights, added back onto the patches, for dx."""
-    (n, c, h, w), (f, _, kh, kw), (oh, ow) = x.shape, W.shape, y.shape[2:]
+    (h, w), (kh, kw), (oh, ow) = x.shape[2:], W.shape[2:], y.shape[2:]
     g = np.where(y > 0, dy, 0).astype(np.float64) if relu else dy.astype(np.float64)
     padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     dx, dW = np.zeros(padded.shape), np.zeros(W.shape)
