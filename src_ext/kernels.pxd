@@ -99,6 +99,12 @@ cdef extern from "dense.h":
     void cycnn_dense_tile_double(const double* A, Py_ssize_t ra, Py_ssize_t ka, const double* B, double* C,
                                  Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                                  Py_ssize_t N) nogil
+    void cycnn_dense_tile_part_float(const float* A, Py_ssize_t ra, Py_ssize_t ka, const float* B, float* C,
+                                     Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0,
+                                     Py_ssize_t k1, Py_ssize_t N) nogil
+    void cycnn_dense_tile_part_double(const double* A, Py_ssize_t ra, Py_ssize_t ka, const double* B, double* C,
+                                      Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0,
+                                      Py_ssize_t k1, Py_ssize_t N) nogil
 
 cdef extern from "plan.h":
     enum:
@@ -232,6 +238,15 @@ cdef inline void cycnn_dense_tile(const floating* A, Py_ssize_t ra, Py_ssize_t k
         cycnn_dense_tile_float(A, ra, ka, B, C, r0, R, n0, n1, K, N)
     else:
         cycnn_dense_tile_double(A, ra, ka, B, C, r0, R, n0, n1, K, N)
+
+
+cdef inline void cycnn_dense_tile_part(const floating* A, Py_ssize_t ra, Py_ssize_t ka, const floating* B,
+                                       floating* C, Py_ssize_t r0, Py_ssize_t R, Py_ssize_t n0, Py_ssize_t n1,
+                                       Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t N) noexcept nogil:
+    if floating is float:
+        cycnn_dense_tile_part_float(A, ra, ka, B, C, r0, R, n0, n1, k0, k1, N)
+    else:
+        cycnn_dense_tile_part_double(A, ra, ka, B, C, r0, R, n0, n1, k0, k1, N)
 
 
 cdef inline int cycnn_plan_run(const cycnn_plan_op* ops, int nops, const floating* x, Py_ssize_t N,

@@ -280,7 +280,7 @@ static void NAME(plan_panel_product)(const REAL *A, ptrdiff_t ra, const REAL *W,
                                      ptrdiff_t c0, ptrdiff_t c1, REAL *C, ptrdiff_t ldc, ptrdiff_t R) {
     const ptrdiff_t panel = DENSE_VECS * LANES, p0 = c0 / panel * panel;
     const ptrdiff_t width = Fp - p0 < panel ? Fp - p0 : panel;
-    NAME(cycnn_dense_panel)(A, ra, 1, W + K * p0 + (c0 - p0), width, C + c0, ldc, K, R, (c1 - c0) / LANES);
+    NAME(cycnn_dense_panel)(A, ra, 1, W + K * p0 + (c0 - p0), width, C + c0, ldc, K, R, (c1 - c0) / LANES, 0);
 }
 
 /* The bias and the ReLU on outputs [j0, j1) of one image. */

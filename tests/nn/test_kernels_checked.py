@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from cycnn.nn import gemm
+from cycnn.nn import _dense, gemm
 from cycnn.nn import _pool
 from cycnn.data.augment import random_affine
 from cycnn.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -144,6 +144,29 @@ def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
         assert got.flags.c_contiguous and np.array_equal(got, want)
         np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
                                    atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("threads", MORE_THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_products_summed_in_parts_of_the_inner_dimension_keep_their_bits(threads, dtype):
+    """Panels of B larger than dense.pyx's DENSE_L2_BYTES are summed 64 terms at a time (4,500 x 64: 1.15 MB in
+    float32, two panels in float64): the same bits, on any thread count, as the products of B's columns one
+    vector at a time (small enough to be summed whole), and numpy's product."""
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((13, 4500)).astype(dtype), rng.standard_normal((4500, 64)).astype(dtype)
+    lanes = _dense.lanes(dtype == np.float64)
+    set_threads(1)
+    whole = []
+    for j in range(0, 64, lanes):
+        part = np.empty((13, lanes), dtype=dtype)
+        _dense.dense_product(a, np.ascontiguousarray(b[:, j:j + lanes]), part)
+        whole.append(part)
+    set_threads(threads)
+    got = np.empty((13, 64), dtype=dtype)
+    _dense.dense_product(a, b, got)
+    assert np.array_equal(got, np.hstack(whole))
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-3 if dtype == np.float32 else 1e-10)
 
 
 def test_augmentation_and_optimizers_give_the_same_bits_on_any_thread_count():
