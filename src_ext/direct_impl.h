@@ -1,23 +1,27 @@
 /* One precision of the direct convolution in direct.h: compiled for float and for double by instantiate.h. */
 
-/* conv[r * ldc + v * LANES ..] for R pixels starting at input offset `base` (pixel r at base + r * stride) and NV
-   vectors of channels: acc[r][v] += x(pixel r, tap t) * wt[t * ldw + v * LANES ..] over the T taps, whose input
-   offsets from a pixel's corner are `offsets`. The last vector stores only its first `tail` channels when `tail`
-   is not 0 (the channels beyond the whole vectors). R, NV and whether tail is 0 are constants at every call
-   site. */
+/* conv[r * ldc + v * LANES ..] for R pixels and NV vectors of channels: acc[r][v] += x(pixel r, tap t) *
+   wt[t * ldw + v * LANES ..] over the T taps, whose input offsets from a pixel's corner are `offsets`. Pixel r's
+   corner is at input offset bases[r] when `across` (a block across the end of a row), else at bases[0] + r *
+   stride (one pointer: eight pixels' own pointers would spill, and moving them back costs the FMA units' ports).
+   The last vector stores only its first `tail` channels when `tail` is not 0 (the channels beyond the whole
+   vectors). R, NV, `across` and whether tail is 0 are constants at every call site. */
 static inline __attribute__((always_inline)) void NAME(direct_block)(
-        const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t ldc, REAL *restrict conv, const int R,
-        const int NV, ptrdiff_t tail) {
+        const REAL *restrict padded, const ptrdiff_t *restrict bases, ptrdiff_t stride,
+        const ptrdiff_t *restrict offsets, ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, ptrdiff_t ldc,
+        REAL *restrict conv, const int R, const int NV, ptrdiff_t tail, const int across) {
     VEC acc[DIRECT_WIDE_ROWS][DIRECT_MAX_VECS];
+    const REAL *corner[DIRECT_ROWS];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = (VEC){0};
+    if (across)
+        for (int r = 0; r < R; r++) corner[r] = padded + bases[r];
     for (ptrdiff_t t = 0; t < T; t++) {
         VEC w[DIRECT_MAX_VECS];
         for (int v = 0; v < NV; v++) w[v] = NAME(cycnn_load)(wt + t * ldw + v * LANES);
-        const REAL *x = padded + base + offsets[t];
+        const REAL *x = padded + bases[0] + offsets[t];
         for (int r = 0; r < R; r++) {
-            const REAL xv = x[r * stride];
+            const REAL xv = across ? corner[r][offsets[t]] : x[r * stride];
             for (int v = 0; v < NV; v++) acc[r][v] += xv * w[v];
         }
     }
@@ -33,21 +37,25 @@ static inline __attribute__((always_inline)) void NAME(direct_block)(
 /* R pixels: every whole vector of channels (NV = 4, then what is left), then the channels beyond them as one more
    vector, whose weights `tail_wt` (T x LANES) are zero past the last channel. */
 static inline __attribute__((always_inline)) void NAME(direct_pixels)(
-        const REAL *restrict padded, ptrdiff_t base, ptrdiff_t stride, const ptrdiff_t *restrict offsets,
-        ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw, const REAL *restrict tail_wt, ptrdiff_t F,
-        REAL *restrict conv, ptrdiff_t ldc, const int R) {
+        const REAL *restrict padded, const ptrdiff_t *restrict bases, ptrdiff_t stride,
+        const ptrdiff_t *restrict offsets, ptrdiff_t T, const REAL *restrict wt, ptrdiff_t ldw,
+        const REAL *restrict tail_wt, ptrdiff_t F, REAL *restrict conv, ptrdiff_t ldc, const int R,
+        const int across) {
+#define BLOCK(w, c, nv, tail) NAME(direct_block)(padded, bases, stride, offsets, T, w, ldw, ldc, c, R, nv, tail, across)
     ptrdiff_t f0 = 0;
     for (; f0 + DIRECT_MAX_VECS * LANES <= F; f0 += DIRECT_MAX_VECS * LANES)
-        NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, DIRECT_MAX_VECS, 0);
+        BLOCK(wt + f0, conv + f0, DIRECT_MAX_VECS, 0);
     switch ((F - f0) / LANES) {
-    case 1: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 1, 0); break;
-    case 2: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 2, 0); break;
-    case 3: NAME(direct_block)(padded, base, stride, offsets, T, wt + f0, ldw, ldc, conv + f0, R, 3, 0); break;
+    case 1: BLOCK(wt + f0, conv + f0, 1, 0); break;
+    case 2: BLOCK(wt + f0, conv + f0, 2, 0); break;
+    case 3: BLOCK(wt + f0, conv + f0, 3, 0); break;
     default: break;
     }
+#undef BLOCK
     const ptrdiff_t whole = F / LANES * LANES;
     if (whole < F)
-        NAME(direct_block)(padded, base, stride, offsets, T, tail_wt, LANES, ldc, conv + whole, R, 1, F - whole);
+        NAME(direct_block)(padded, bases, stride, offsets, T, tail_wt, LANES, ldc, conv + whole, R, 1, F - whole,
+                           across);
 }
 
 /* The full convolution output conv (OH*OW rows of F channels, row stride ldc >= F) of one zero-padded image
@@ -65,28 +73,35 @@ static void NAME(cycnn_direct_conv)(const REAL *padded, ptrdiff_t C, ptrdiff_t H
     if (whole < F)
         for (ptrdiff_t t = 0; t < T; t++)
             for (ptrdiff_t f = 0; f < LANES; f++) tail_wt[t * LANES + f] = whole + f < F ? wt[t * ldw + whole + f] : 0;
-    /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector units
-       busy: eight pixels share each weight vector instead. */
-    const int narrow = (F + LANES - 1) / LANES <= 2;
-    const ptrdiff_t block = narrow ? DIRECT_WIDE_ROWS : DIRECT_ROWS;
-    for (ptrdiff_t oh = 0; oh < OH; oh++)
-        for (ptrdiff_t ow = 0; ow < OW; ow += block) {
-            const ptrdiff_t base = oh * stride * WP + ow * stride;
-            REAL *out = conv + (oh * OW + ow) * ldc;
-            /* The row's last pixels as one block too: one at a time, each sum would wait out the FMA's latency. */
-#define PIXELS_CASE(n) \
-    case n: NAME(direct_pixels)(padded, base, stride, offsets, T, wt, ldw, tail_wt, F, out, ldc, n); break;
-            if (narrow)
-                switch (OW - ow < block ? OW - ow : block) {
-                    PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) PIXELS_CASE(4) PIXELS_CASE(5) PIXELS_CASE(6)
-                    PIXELS_CASE(7) default: PIXELS_CASE(8)
+#define PIXELS(n, across) NAME(direct_pixels)(padded, bases, stride, offsets, T, wt, ldw, tail_wt, F, out, ldc, n, across)
+    ptrdiff_t bases[DIRECT_ROWS];
+    if ((F + LANES - 1) / LANES <= 2) {
+        /* With one or two vectors of channels, four pixels leave too few independent sums to keep the vector
+           units busy: eight pixels of a row share each weight vector instead, and the row's last pixels are one
+           block too (one at a time, each sum would wait out the FMA's latency). */
+        for (ptrdiff_t oh = 0; oh < OH; oh++)
+            for (ptrdiff_t ow = 0; ow < OW; ow += DIRECT_WIDE_ROWS) {
+                bases[0] = oh * stride * WP + ow * stride;
+                REAL *out = conv + (oh * OW + ow) * ldc;
+                switch (OW - ow < DIRECT_WIDE_ROWS ? OW - ow : DIRECT_WIDE_ROWS) {
+                case 1: PIXELS(1, 0); break; case 2: PIXELS(2, 0); break; case 3: PIXELS(3, 0); break;
+                case 4: PIXELS(4, 0); break; case 5: PIXELS(5, 0); break; case 6: PIXELS(6, 0); break;
+                case 7: PIXELS(7, 0); break; default: PIXELS(8, 0); break;
                 }
-            else
-                switch (OW - ow < block ? OW - ow : block) {
-                    PIXELS_CASE(1) PIXELS_CASE(2) PIXELS_CASE(3) default: PIXELS_CASE(4)
-                }
-#undef PIXELS_CASE
-        }
+            }
+        return;
+    }
+    /* Blocks of four consecutive pixels in row order, across the ends of rows: a map only a few pixels wide (7
+       after two stride-2 layers) still fills whole blocks. */
+    const ptrdiff_t P = OH * OW;
+    for (ptrdiff_t p = 0; p < P; p += DIRECT_ROWS) {
+        const ptrdiff_t count = P - p < DIRECT_ROWS ? P - p : DIRECT_ROWS;
+        for (ptrdiff_t r = 0; r < count; r++) bases[r] = (p + r) / OW * stride * WP + (p + r) % OW * stride;
+        REAL *out = conv + p * ldc;
+        switch (count) { case 1: PIXELS(1, 1); break; case 2: PIXELS(2, 1); break; case 3: PIXELS(3, 1); break;
+                         default: PIXELS(4, 1); break; }
+    }
+#undef PIXELS
 }
 
 /* dwt[t][f0 ..] += x(pixel, tap t) * g[0 : NV*LANES] for all T taps: one pixel's gradient row (NV vectors, held in

@@ -3,6 +3,7 @@
 # checks and the image padding that the modules' wrappers share. Cython includes every header below into every
 # module that cimports from here; nothing here needs a module at run time.
 from cython cimport floating
+from libc.string cimport memcpy, memset
 
 
 cdef extern from "omp_shim.h":
@@ -308,13 +309,20 @@ cdef inline bint windows_fit(Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssi
 
 
 cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
-    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border."""
+    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border, row by row."""
     cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h, w
+    cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h
+    cdef floating* row
+    if pad == 0:
+        for c in range(C):
+            for h in range(H):
+                memcpy(out + (c * H + h) * W, &x[c, h, 0], W * sizeof(floating))
+        return
     for c in range(C):
-        for h in range(HP):
-            for w in range(WP):
-                if h < pad or h >= H + pad or w < pad or w >= W + pad:
-                    out[(c * HP + h) * WP + w] = 0
-                else:
-                    out[(c * HP + h) * WP + w] = x[c, h - pad, w - pad]
+        memset(out + c * HP * WP, 0, pad * WP * sizeof(floating))
+        for h in range(H):
+            row = out + (c * HP + pad + h) * WP
+            memset(row, 0, pad * sizeof(floating))
+            memcpy(row + pad, &x[c, h, 0], W * sizeof(floating))
+            memset(row + pad + W, 0, pad * sizeof(floating))
+        memset(out + (c * HP + pad + H) * WP, 0, pad * WP * sizeof(floating))

@@ -167,13 +167,16 @@ UNPOOLED_BACKWARD_CASES = [((11, 3, 9, 9), 70, (3, 3), 1, 2), ((9, 1, 12, 10), 1
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("shape, filters, kernel, stride, pad", UNPOOLED_BACKWARD_CASES)
 def test_unpooled_conv2d_backward_matches_reference(shape, filters, kernel, stride, pad, relu, dtype):
-    """The backward pass after a direct forward pass (image by image, without im2col) against numpy."""
+    """A direct forward pass (the blocks of four pixels across the ends of rows with more than two vectors of
+    channels) and the backward pass after it (image by image, without im2col) against numpy."""
     rng = np.random.default_rng(3)
     layer = Conv2D(shape[1], filters, kernel, stride=stride, padding=pad, activation="relu" if relu else None,
                    seed=4, dtype=dtype)
     _random_bias(layer, rng)
     x = rng.standard_normal(shape).astype(dtype)
     y = layer(x)
+    pre = conv_reference(x, layer.params["W"], layer.params["b"], stride, pad)
+    np.testing.assert_allclose(y, np.maximum(pre, 0) if relu else pre, **TOL[dtype])
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx = layer.backward(dy)
     expected = conv_backward_reference(x, layer.params["W"], y, dy, stride, pad, relu)
