@@ -10,6 +10,9 @@ channel, (F, N*OH*OW); two GEMMs give the weight gradient and the patches' gradi
 ``col2im_t``, im2col_t's adjoint, adds the latter back onto the image in runs of whole rows. ``nchw_to_rows`` turns
 images channels-last for the fused kernels. Every loop runs in parallel over images, so no two threads ever write
 the same element and results do not depend on the thread count.
+
+``conv_backward`` is the backward pass after a direct forward pass (few taps): image by image, without im2col,
+each image's gradients in the L2 cache, in fixed chunks of the batch whose partial sums the caller adds in order.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -139,15 +142,26 @@ cpdef int rows_to_nchw(const floating[:, ::1] rows, const floating[::1] bias, bi
     return 0
 
 
+cdef inline void image_to_rows(const floating* x, Py_ssize_t C, Py_ssize_t P, floating* rows) noexcept nogil:
+    """``rows[p * C + c] = x[c * P + p]``: one image channels-last, 16 pixels at a time, so that the 16 rows being
+    written stay in the L1 cache while every channel is read (channel after channel, every write to a large
+    image's rows missed it: 1.6-1.9x on 32 channels of 1,024 pixels and 64 of 196)."""
+    cdef Py_ssize_t p0, p, c
+    for p0 in range(0, P, 16):
+        for c in range(C):
+            for p in range(p0, min(p0 + 16, P)):
+                rows[p * C + c] = x[c * P + p]
+
+
 cpdef int nchw_to_rows(const floating[:, :, ::1] x, floating[:, ::1] rows) except -1 nogil:
     """``rows[n*P + p, c] = x[n, c, p]``: images (N, C, P) channels-last, as the fused kernels read them."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
-    cdef Py_ssize_t n, c, p
+    cdef Py_ssize_t n
     require(rows.shape[0] == N * P and rows.shape[1] == C, b"rows must be (N*P, C) for x (N, C, P)")
+    if N == 0 or C == 0 or P == 0:
+        return 0
     for n in prange(N, schedule="static", use_threads_if=N > 1 and N * C * P > CYCNN_PARALLEL_MIN_WORK):
-        for c in range(C):
-            for p in range(P):
-                rows[n * P + p, c] = x[n, c, p]
+        image_to_rows(&x[n, 0, 0], C, P, &rows[n * P, 0])
     return 0
 
 
