@@ -88,7 +88,7 @@ def conv2d_backward(dy, cache, input_grad=True):
     x, cols_t, W, y, stride, padding, relu, ws = cache
     n, f = y.shape[0], y.shape[1]
     if cols_t is None:
-        return _conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad)
+        return conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad)
     planes = ws.get("planes", (f, cols_t.shape[1]), y.dtype)
     _conv.nchw_to_planes(dy.reshape(n, f, -1), y.reshape(n, f, -1), relu, planes)
     db = planes.sum(axis=1)
@@ -101,7 +101,7 @@ def conv2d_backward(dy, cache, input_grad=True):
     return dx, dW, db
 
 
-def _conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad):
+def conv2d_backward_by_image(dy, x, W, y, stride, padding, relu, ws, input_grad):
     """conv2d_backward in ``_conv.conv_backward``: the gradients of each fixed chunk of the batch summed apart (in
     channels padded to whole vectors), then the chunks added in order."""
     f, _, kh, kw = W.shape
