@@ -128,16 +128,19 @@ def test_products_are_cut_along_their_longest_dimension():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_products_give_the_same_bits_on_any_thread_count(threads, dtype):
     """cycnn.nn.gemm.dense, a dense layer's forward, weight-gradient and input-gradient products, with 48 outputs
-    (whole vectors) and 10 (padded with zero columns to a vector; the weight gradient as (dz.T @ x).T); each is also
-    the product numpy computes."""
+    (whole vectors) and 10 (padded with zero columns to a vector; the weight gradient as (dz.T @ x).T), and the
+    input gradient of a batch smaller than the outputs (as (W @ dz.T).T); each is also the product numpy
+    computes."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((67, 400)).astype(dtype)
     products = []
     for outputs in (48, 10):
         dz, w = rng.standard_normal((67, outputs)).astype(dtype), rng.standard_normal((400, outputs)).astype(dtype)
-        products += [(x, w), (x.T, dz), (dz, w.T)]
+        products += [(x, w), (x.T, dz), (dz, w.T), (dz[:13], w.T)]
     set_threads(1)
     expected = [gemm.dense(a, b) for a, b in products]
+    for a, b in products:  # the reordered products sum as the direct ones do
+        assert np.array_equal(gemm.dense(a, b), gemm.dense(np.ascontiguousarray(a), np.ascontiguousarray(b)))
     set_threads(threads)
     for (a, b), want in zip(products, expected):
         got = gemm.dense(a, b)
