@@ -72,7 +72,9 @@ def dense(a, b):
     vector kernel (src_ext/dense.h), whose OpenMP threads start in microseconds: cut among Python threads, such
     small products lose more to the hand-off than a second core gains. ``b`` is copied if it is not
     C-contiguous (a transposed weight matrix: in parallel tiles), or with zero columns up to a whole number of
-    vectors (a 10-class output layer: its product is then 1.5-8x BLAS's, measured); other dtypes go to ``matmul``."""
+    vectors (a 10-class output layer: its product is then 1.5-8x BLAS's, measured); two transposed products are
+    computed the other way round instead (below: the same sums in the same order). Other dtypes go to
+    ``matmul``."""
     dtype = np.result_type(a, b)
     if dtype not in (np.float32, np.float64) or a.dtype != dtype or b.dtype != dtype:
         return matmul(a, b)
