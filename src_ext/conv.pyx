@@ -20,8 +20,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from kernels cimport (CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES, DENSE_ROWS, DENSE_VECS, DIRECT_MAX_VECS,
-                      WEIGHT_GRAD_MAX_TAPS, cycnn_dense_tile, cycnn_weight_grad_tile, omp_get_max_threads, pad_image,
-                      require, require_conv, same_shape)
+                      WEIGHT_GRAD_MAX_TAPS, WEIGHT_GRAD_WIDE_TAPS, cycnn_dense_tile, cycnn_weight_grad_tile,
+                      omp_get_max_threads, padded_image, require, require_conv, same_shape)
 
 
 cdef inline (Py_ssize_t, Py_ssize_t) inside_columns(Py_ssize_t shift, Py_ssize_t stride, Py_ssize_t W,
@@ -165,47 +165,35 @@ cpdef int nchw_to_rows(const floating[:, :, ::1] x, floating[:, ::1] rows) excep
     return 0
 
 
-cpdef int nchw_to_planes(const floating[:, :, ::1] dy, const floating[:, :, ::1] y, bint relu,
-                          floating[:, ::1] planes) except -1 nogil:
-    """``planes[f, n*P + p] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: one row per channel, so
-    the bias gradient is each row's sum, the weight gradient ``cols_t @ planes.T`` and the patches' gradient
-    ``W.T @ planes`` (in im2col_t's layout). Contiguous runs of P pixels, in parallel over images."""
-    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
-    cdef Py_ssize_t n, f, p
-    cdef const floating* src
-    cdef const floating* out
-    cdef floating* dst
-    require(same_shape(y.shape, dy.shape, 3) and planes.shape[0] == F and planes.shape[1] == N * P,
-            b"y must be shaped as dy (N, F, P), and planes (F, N*P)")
-    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
-        for f in range(F):
-            src = &dy[n, f, 0]
-            out = &y[n, f, 0]
-            dst = &planes[f, n * P]
-            if relu:
-                for p in range(P):
-                    dst[p] = src[p] if out[p] > 0 else 0
-            else:
-                for p in range(P):
-                    dst[p] = src[p]
-    return 0
-
-
-# --- the backward pass image by image, without im2col ---------------------------------------------------------
-
 cdef inline void masked_planes(const floating* dy, const floating* y, bint relu, Py_ssize_t F, Py_ssize_t P,
                                Py_ssize_t ld, floating* planes) noexcept nogil:
     """One image's output gradient (F, P), zero where the ReLU output ``y`` was zero, into ``planes`` (F rows of
-    stride ``ld`` >= P, zero past P)."""
+    stride ``ld`` >= P): contiguous runs of P pixels, branch-free selects."""
     cdef Py_ssize_t f, p
     cdef floating g
     for f in range(F):
         for p in range(P):
             g = dy[f * P + p]
             planes[f * ld + p] = g if not relu or y[f * P + p] > 0 else 0
-        for p in range(P, ld):
-            planes[f * ld + p] = 0
 
+
+cpdef int nchw_to_planes(const floating[:, :, ::1] dy, const floating[:, :, ::1] y, bint relu,
+                          floating[:, ::1] planes) except -1 nogil:
+    """``planes[f, n*P + p] = dy[n, f, p]``, zeroed where the ReLU output ``y`` was zero: one row per channel, so
+    the bias gradient is each row's sum, the weight gradient ``cols_t @ planes.T`` and the patches' gradient
+    ``W.T @ planes`` (in im2col_t's layout). Contiguous runs of P pixels, in parallel over images."""
+    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2]
+    cdef Py_ssize_t n
+    require(same_shape(y.shape, dy.shape, 3) and planes.shape[0] == F and planes.shape[1] == N * P,
+            b"y must be shaped as dy (N, F, P), and planes (F, N*P)")
+    if N == 0 or F == 0 or P == 0:
+        return 0
+    for n in prange(N, schedule="static", use_threads_if=N > 1 and N * F * P > CYCNN_PARALLEL_MIN_WORK):
+        masked_planes(&dy[n, 0, 0], &y[n, 0, 0], relu, F, P, N * P, &planes[0, n * P])
+    return 0
+
+
+# --- the backward pass image by image, without im2col ---------------------------------------------------------
 
 cpdef int conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w2,
                         const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] y, bint relu, int KH, int KW,
@@ -240,14 +228,14 @@ cpdef int conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     cdef Py_ssize_t n, f, p, k, i, r0, n0, vecs, group, taps, tiles, count = 0
     cdef Py_ssize_t vectors = Fpad // lanes, groups = (vectors + DIRECT_MAX_VECS - 1) // DIRECT_MAX_VECS
     # The weight gradient's blocks: each group of up to DIRECT_MAX_VECS vectors of channels cut into tiles of taps,
-    # up to WEIGHT_GRAD_MAX_TAPS (6 with more than two vectors, or the accumulators spill) and as even as can be.
+    # up to WEIGHT_GRAD_MAX_TAPS (WEIGHT_GRAD_WIDE_TAPS with more than two vectors) and as even as can be.
     cdef Py_ssize_t* blocks = <Py_ssize_t*>malloc(4 * groups * T * sizeof(Py_ssize_t))
     if blocks == NULL:
         with gil:
             raise MemoryError()
     for group in range(groups):
         vecs = min(DIRECT_MAX_VECS, vectors - group * DIRECT_MAX_VECS)
-        taps = WEIGHT_GRAD_MAX_TAPS if vecs <= 2 else 6
+        taps = WEIGHT_GRAD_MAX_TAPS if vecs <= 2 else WEIGHT_GRAD_WIDE_TAPS
         tiles = (T + taps - 1) // taps
         for i in range(tiles):
             blocks[4 * count] = T * i // tiles
@@ -262,7 +250,7 @@ cpdef int conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     cdef floating* cols
     cdef floating* db
     with parallel(use_threads_if=K > 1 and N * P * F * T > CYCNN_PARALLEL_MIN_WORK):
-        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating)) if pad > 0 else NULL
         plane = <floating*>malloc(F * ld * sizeof(floating))
         rows = <floating*>malloc(P * Fpad * sizeof(floating))
         cols = <floating*>malloc((T * ld if input_grad else 1) * sizeof(floating))
@@ -271,11 +259,11 @@ cpdef int conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w
             memset(&partial_db[k, 0], 0, Fpad * sizeof(floating))
             db = &partial_db[k, 0]
             for n in range(k * N // K, (k + 1) * N // K):
-                image = &x[n, 0, 0, 0]
-                if pad > 0:
-                    pad_image(x[n], pad, padded)
-                    image = padded
+                image = padded_image(x[n], pad, padded)
                 masked_planes(&dy[n, 0, 0, 0], &y[n, 0, 0, 0], relu, F, P, ld, plane)
+                for f in range(F):
+                    for p in range(P, ld):
+                        plane[f * ld + p] = 0
                 for p in range(P):
                     for f in range(F):
                         rows[p * Fpad + f] = plane[f * ld + p]

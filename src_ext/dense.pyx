@@ -27,8 +27,7 @@ cpdef int dense_product(const floating[:, :] A, const floating[:, ::1] B, floati
     vectors of columns. C is cut into tiles of DENSE_ROWS rows by one panel (DENSE_VECS vectors) of columns, panel
     by panel, and each thread takes a run of them in that order (so it reads as few of B's panels as it can),
     all of the inner dimension at once or, when those panels are large, DENSE_K_PART terms of every tile at a
-    time. Every element is the same sum in the same order whichever tile or
-    thread computes it."""
+    time. Every element is the same sum in the same order whichever tile or thread computes it."""
     cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
     cdef Py_ssize_t width = CYCNN_VECTOR_BYTES // sizeof(floating)
     cdef Py_ssize_t panel = DENSE_VECS * width

@@ -69,16 +69,17 @@ static void NAME(cycnn_dense_row)(const REAL *a, const REAL *B, ptrdiff_t ldb, R
 #undef ROW_CASE
 }
 
-/* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = A[r0:r0+R, :] @ B[:, n0:n1], with R <= DENSE_ROWS. */
-static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
-                                   ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {
-    NAME(cycnn_dense_panel)(A + r0 * ra, ra, ka, B + n0, N, C + r0 * N + n0, N, K, R, (n1 - n0) / LANES, 0);
-}
-
-/* cycnn_dense_tile's terms k0 <= k < k1 only: set into C when k0 is 0, else added to the earlier terms' sum there. */
+/* C[r0:r0+R, n0:n1] (n1 - n0 at most DENSE_VECS vectors) = the terms k0 <= k < k1 of A[r0:r0+R, :] @ B[:, n0:n1],
+   with R <= DENSE_ROWS: set into C when k0 is 0, else added to the earlier terms' sum there. */
 static void NAME(cycnn_dense_tile_part)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C,
                                         ptrdiff_t r0, ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t k0,
                                         ptrdiff_t k1, ptrdiff_t N) {
     NAME(cycnn_dense_panel)(A + r0 * ra + k0 * ka, ra, ka, B + k0 * N + n0, N, C + r0 * N + n0, N, k1 - k0, R,
                             (n1 - n0) / LANES, k0 > 0);
+}
+
+/* The whole tile: all K terms. */
+static void NAME(cycnn_dense_tile)(const REAL *A, ptrdiff_t ra, ptrdiff_t ka, const REAL *B, REAL *C, ptrdiff_t r0,
+                                   ptrdiff_t R, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, ptrdiff_t N) {
+    NAME(cycnn_dense_tile_part)(A, ra, ka, B, C, r0, R, n0, n1, 0, K, N);
 }

@@ -11,7 +11,8 @@
 #define DIRECT_ROWS 4 /* output pixels per block */
 #define DIRECT_WIDE_ROWS 8 /* output pixels per block when there are at most two vectors of channels */
 #define DIRECT_MAX_VECS 4 /* vectors of output channels per block */
-#define WEIGHT_GRAD_MAX_TAPS 8 /* taps per block of cycnn_weight_grad_tile (at most 6 with 3 or 4 vectors) */
+#define WEIGHT_GRAD_MAX_TAPS 8 /* taps per block of cycnn_weight_grad_tile, with one or two vectors */
+#define WEIGHT_GRAD_WIDE_TAPS 6 /* with three or four: 24 accumulators, or they spill */
 
 #define CYCNN_IMPL "direct_impl.h"
 #include "instantiate.h"

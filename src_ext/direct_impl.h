@@ -201,7 +201,7 @@ static inline __attribute__((always_inline)) void NAME(weight_grad_block)(
 }
 
 /* The weight gradient of an unpooled convolution, one block of it for one image: taps [t0, t1) (at most
-   WEIGHT_GRAD_MAX_TAPS; at most 6 with more than two vectors, or the accumulators spill) by NV vectors of channels
+   WEIGHT_GRAD_MAX_TAPS; WEIGHT_GRAD_WIDE_TAPS with more than two vectors) by NV vectors of channels
    (at most DIRECT_MAX_VECS), added into dwt (taps ordered (c, ki, kj), row stride ldd) from the zero-padded image
    (C x HP x WP) and its output gradient channels-last (g: OH*OW rows, row stride ldg, starting at the block's
    first channel, as dwt does). Called image after image, each element is one sum over the pixels in order. */

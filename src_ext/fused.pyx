@@ -29,7 +29,7 @@ from libc.string cimport memset
 from kernels cimport (CYCNN_DIRECT_MAX_TAPS, CYCNN_PARALLEL_MIN_WORK, CYCNN_VECTOR_BYTES,
                       cycnn_direct_conv, cycnn_direct_grad, cycnn_pool_rows, cycnn_winners_input_grad,
                       cycnn_winners_weight_grad, cycnn_winograd_kernel, cycnn_winograd_tile_row, omp_get_max_threads,
-                      pad_image, require, require_conv, same_shape, windows_fit)
+                      padded_image, require, require_conv, same_shape, windows_fit)
 
 # For cycnn/nn/fused.py, which picks the path: the limits the C headers set (Winograd's output channels come in
 # whole vectors).
@@ -85,13 +85,13 @@ cpdef int direct_relu_maxpool_forward(const floating[:, :, :, ::1] x, const floa
     require(same_shape(argmax.shape, y.shape, 4), b"argmax and y have different shapes")
     require(windows_fit(PH, PW, OH, OW, ph, pw, sh, sw), b"pooling windows outside the convolution output")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
-        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating)) if pad > 0 else NULL
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
         pooled = <floating*>malloc(PH * PW * F * sizeof(floating))
         where = <int*>malloc(PH * PW * F * sizeof(int))
         for n in prange(N, schedule="static"):
-            pad_image(x[n], pad, padded)
-            cycnn_direct_conv(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            cycnn_direct_conv(padded_image(x[n], pad, padded), C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F,
+                              conv)
             cycnn_pool_rows(conv, &bias[0], F, OW, PH, PW, ph, pw, sh, sw, pooled, where, &y[n, 0, 0, 0],
                             &argmax[n, 0, 0, 0])
         free(padded)
@@ -123,11 +123,11 @@ cpdef int direct_conv_forward(const floating[:, :, :, ::1] x, const floating[:, 
     require(bias.shape[0] == F and y.shape[0] == N and y.shape[1] == F and y.shape[2] == OH and y.shape[3] == OW,
             b"weights, bias and y (N, F, OH, OW) disagree")
     with parallel(use_threads_if=N > 1 and N * OH * OW * F * T > CYCNN_PARALLEL_MIN_WORK):
-        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating)) if pad > 0 else NULL
         conv = <floating*>malloc(OH * OW * F * sizeof(floating))
         for n in prange(N, schedule="static"):
-            pad_image(x[n], pad, padded)
-            cycnn_direct_conv(padded, C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F, conv)
+            cycnn_direct_conv(padded_image(x[n], pad, padded), C, HP, WP, KH, KW, stride, OH, OW, &wt[0, 0], F,
+                              conv)
             # Turned NCHW, a block of pixels at a time: all of them when their rows of channels fit in the L1 cache
             # (48 KB here), else 16, whose rows stay there while every channel is read (1.2-1.6x on 16-32 channels
             # of 576-1024 pixels; smaller blocks were slower when everything fits).
@@ -171,11 +171,7 @@ cpdef int winograd_relu_maxpool_forward(const floating[:, :, :, ::1] x, const fl
         V = <floating*>malloc(16 * PW * C * sizeof(floating))
         M = <floating*>malloc(16 * PW * F * sizeof(floating))
         for n in prange(N, schedule="static"):
-            if pad == 0:
-                image = &x[n, 0, 0, 0]
-            else:
-                pad_image(x[n], pad, padded)
-                image = padded
+            image = padded_image(x[n], pad, padded)
             for i in range(PH):
                 cycnn_winograd_tile_row(image, C, HP, WP, &U[0, 0, 0], &bias[0], F, OW, PH, PW, i, V, M,
                                         &y[n, 0, 0, 0], &argmax[n, 0, 0, 0])
@@ -226,15 +222,15 @@ cpdef int direct_relu_maxpool_backward(const floating[:, :, :, ::1] x, const flo
     require(same_shape(dy.shape, y.shape, 4) and same_shape(argmax.shape, y.shape, 4) and y.shape[0] == N
             and y.shape[1] == F, b"dy, y and argmax must have one shape, (N, F, PH, PW)")
     with parallel(use_threads_if=N > 1 and N * F * plane * T > CYCNN_PARALLEL_MIN_WORK):
-        padded = <floating*>malloc(C * HP * WP * sizeof(floating))
+        padded = <floating*>malloc(C * HP * WP * sizeof(floating)) if pad > 0 else NULL
         grad = <floating*>calloc(P * F, sizeof(floating))
         touched = <char*>calloc(P, sizeof(char))
         for k in prange(K, schedule="static"):
             memset(&partial_dwt[k, 0, 0], 0, T * F * sizeof(floating))
             memset(&partial_db[k, 0], 0, F * sizeof(floating))
             for n in range(k * N // K, (k + 1) * N // K):
-                pad_image(x[n], pad, padded)
-                cycnn_direct_grad(padded, C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0], &y[n, 0, 0, 0],
+                cycnn_direct_grad(padded_image(x[n], pad, padded), C, HP, WP, KH, KW, stride, OW, P, &dy[n, 0, 0, 0],
+                                  &y[n, 0, 0, 0],
                                   &argmax[n, 0, 0, 0], F, plane, grad, touched, &partial_dwt[k, 0, 0],
                                   &partial_db[k, 0])
         free(padded)

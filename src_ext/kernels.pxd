@@ -21,6 +21,7 @@ cdef extern from "direct.h":
     const Py_ssize_t CYCNN_DIRECT_MAX_TAPS
     const Py_ssize_t DIRECT_MAX_VECS
     const Py_ssize_t WEIGHT_GRAD_MAX_TAPS
+    const Py_ssize_t WEIGHT_GRAD_WIDE_TAPS
     void cycnn_direct_conv_float(const float* padded, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t KH,
                                  Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t OH, Py_ssize_t OW, const float* wt,
                                  Py_ssize_t ldw, Py_ssize_t F, float* conv, Py_ssize_t ldc) nogil
@@ -308,21 +309,21 @@ cdef inline bint windows_fit(Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssi
             and (PH - 1) * sh + ph <= OH and (PW - 1) * sw + pw <= OW)
 
 
-cdef inline void pad_image(const floating[:, :, ::1] x, Py_ssize_t pad, floating* out) noexcept nogil:
-    """Copy one image (C, H, W) into ``out`` (C, H + 2*pad, W + 2*pad) with a zero border, row by row."""
+cdef inline const floating* padded_image(const floating[:, :, ::1] x, Py_ssize_t pad,
+                                         floating* buffer) noexcept nogil:
+    """One image (C, H, W) with a zero border of ``pad``: the image itself when pad is 0, else copied row by row
+    into ``buffer`` (C, H + 2*pad, W + 2*pad)."""
     cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t HP = H + 2 * pad, WP = W + 2 * pad, c, h
     cdef floating* row
     if pad == 0:
-        for c in range(C):
-            for h in range(H):
-                memcpy(out + (c * H + h) * W, &x[c, h, 0], W * sizeof(floating))
-        return
+        return &x[0, 0, 0]
     for c in range(C):
-        memset(out + c * HP * WP, 0, pad * WP * sizeof(floating))
+        memset(buffer + c * HP * WP, 0, pad * WP * sizeof(floating))
         for h in range(H):
-            row = out + (c * HP + pad + h) * WP
+            row = buffer + (c * HP + pad + h) * WP
             memset(row, 0, pad * sizeof(floating))
             memcpy(row + pad, &x[c, h, 0], W * sizeof(floating))
             memset(row + pad + W, 0, pad * sizeof(floating))
-        memset(out + (c * HP + pad + H) * WP, 0, pad * WP * sizeof(floating))
+        memset(buffer + (c * HP + pad + H) * WP, 0, pad * WP * sizeof(floating))
+    return buffer
